@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Time `vigil run` against tar+gzip and tar+zstd on the same tree, in the same run.
+
+    python bench/bench_backup.py [--data DIR] [--repeat 5] [--scale full|small]
+
+Runs the three commands alternately (the machine is shared and noisy), prints
+each median, the ratios vigil/tar-gz and vigil/tar-zstd, and vigil's peak RSS.
+vigil's time includes its read-back verification of every stored artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from gen_dataset import generate  # noqa: E402
+
+
+def timed(cmd: list[str] | str, *, shell: bool = False) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one command and its children."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"benchmark command failed: {cmd}\n{proc.stderr.read().decode() if proc.stderr else ''}")
+    return took, usage.ru_maxrss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=HERE / "data" / "tree")
+    ap.add_argument("--scale", default="full")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--vigil", default=shutil.which("vigil") or "vigil")
+    args = ap.parse_args()
+    if not args.data.exists():
+        print(f"generating dataset in {args.data} ...", file=sys.stderr)
+        generate(args.data, args.scale)
+    work = Path(tempfile.mkdtemp(prefix="vigil-bench-", dir=args.data.parent))
+    job = work / "bench.toml"
+    job.write_text(
+        f'name = "bench"\nstate_dir = "{work}/state"\n'
+        f'[[source]]\ntype = "files"\nname = "app"\npath = "{args.data}"\n'
+        f'[[destination]]\ntype = "local"\npath = "{work}/dest"\n'
+    )
+    # Warm the page cache once so that no contender pays for the first read.
+    subprocess.run(f"tar -cf - -C {args.data} . > /dev/null", shell=True, check=True)
+    times: dict[str, list[float]] = {"tar -czf": [], "tar | zstd -T0 -3": [], "vigil run": []}
+    rss: list[int] = []
+    for i in range(args.repeat):
+        times["tar -czf"].append(timed(["tar", "-czf", str(work / "out.tar.gz"), "-C", str(args.data), "."])[0])
+        times["tar | zstd -T0 -3"].append(
+            timed(f"tar -cf - -C {args.data} . | zstd -q -T0 -3 > {work}/out.tar.zst", shell=True)[0])
+        shutil.rmtree(work / "dest", ignore_errors=True)
+        took, peak = timed([args.vigil, "-q", "--config", str(job), "run"])
+        times["vigil run"].append(took)
+        rss.append(peak)
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    files = sum(len(f) for _, _, f in os.walk(args.data))
+    size = sum(p.stat().st_size for p in args.data.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"dataset: {files} files, {size / 1e6:.0f} MB; {args.repeat} rounds, medians:")
+    for k, v in med.items():
+        print(f"  {k:<20} {v:7.2f} s")
+    print(f"  vigil is {med['tar -czf'] / med['vigil run']:.1f}x faster than tar -czf "
+          f"(target >= 6x)")
+    print(f"  vigil / tar|zstd = {med['vigil run'] / med['tar | zstd -T0 -3']:.2f} (target <= 1.6)")
+    print(f"  vigil peak RSS: {max(rss) / 1024:.0f} MiB (target < 250)")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Allows `python -m vigil`."""
+
+from vigil.cli import main
+
+main()

@@ -1,0 +1,258 @@
+"""The `vigil` command: parses arguments, loads jobs, maps outcomes to exit codes.
+
+Nothing else in vigil exits the process; every error that reaches here
+becomes one line on stderr and the exit code of SPEC §1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vigil import __version__
+from vigil.config import Job, load_config, select_jobs
+from vigil.errors import ConfigError, Interrupted, VigilError
+from vigil.journal import Journal
+from vigil.logs import setup_logging
+from vigil.run import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Run, RunResult
+from vigil.timeutil import format_duration, iso, parse_iso
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 75
+# One table maps outcomes to exit codes; with several jobs the worst wins.
+OUTCOME_EXIT = {SUCCESS: EXIT_OK, SKIPPED: EXIT_SKIPPED, FAILED: EXIT_FAILED, INTERRUPTED: EXIT_FAILED,
+                DIED: EXIT_FAILED}
+SEVERITY = {SUCCESS: 0, SKIPPED: 1, FAILED: 2, INTERRUPTED: 2, DIED: 2}
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@dataclass
+class State:
+    config: Optional[str] = None
+
+    def jobs(self, names: list[str] | None = None) -> list[Job]:
+        return select_jobs(load_config(self.config), names)
+
+
+app = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True,
+    help="vigil: backups for web-application servers that are never silent.",
+)
+log = logging.getLogger("vigil")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vigil {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[Optional[str], typer.Option("--config", "-c", metavar="PATH",
+                                                  help="Job file or directory of *.toml job files "
+                                                       "[default: $VIGIL_CONFIG or /etc/vigil/jobs/]")] = None,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log format on stderr")] = LogFormat.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    setup_logging(log_format.value, logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    ctx.obj = State(config=config)
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.obj
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+# --- run --------------------------------------------------------------------------
+
+
+@app.command()
+def run(ctx: typer.Context, jobs: Annotated[Optional[list[str]], typer.Argument(help="Jobs to run [default: all]")] = None) -> None:
+    """Run a backup of each job: lock, hooks, sources, destinations, verify, retention, notify."""
+    results: list[RunResult] = []
+    for job in _state(ctx).jobs(jobs):
+        result = Run(job, log=log).execute()
+        results.append(result)
+        _report(result)
+        if result.outcome == INTERRUPTED:
+            break  # a signal stops the whole command, not just this job
+    worst = max(results, key=lambda r: SEVERITY[r.outcome])
+    raise typer.Exit(OUTCOME_EXIT[worst.outcome])
+
+
+def _report(result: RunResult) -> None:
+    if result.outcome == SUCCESS:
+        warn = f" with {len(result.warnings)} warning(s)" if result.warnings else ""
+        log.info("%s: backup %s complete%s", result.job, result.backup_id, warn)
+    elif result.outcome == SKIPPED:
+        print(f"vigil: {result.job}: skipped: {result.error}", file=sys.stderr)
+    else:
+        print(f"vigil: {result.job}: {result.outcome} at step {result.step}: {result.error}", file=sys.stderr)
+
+
+# --- list ---------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    job: Annotated[Optional[str], typer.Argument(help="Job [default: all]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Complete backups per destination, newest first."""
+    from vigil.destinations import make_destination
+
+    rows: list[dict[str, Any]] = []
+    for j in _state(ctx).jobs([job] if job else None):
+        for dcfg in j.destination:
+            dest = make_destination(dcfg)
+            for m in dest.list(j.name):
+                rows.append({
+                    "id": m.id, "job": j.name, "destination": dest.name, "started_at": m.started_at,
+                    "finished_at": m.finished_at, "size": m.size, "artifacts": [a.name for a in m.artifacts],
+                    "warnings": m.warnings, "status": "complete",
+                })
+    rows.sort(key=lambda r: (r["started_at"], r["id"]), reverse=True)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        print("no complete backups")
+        return
+    print(_table(
+        [[r["job"], r["destination"], r["id"], r["started_at"], human_size(r["size"]), r["status"],
+          str(len(r["warnings"])) if r["warnings"] else "-"] for r in rows],
+        ["JOB", "DESTINATION", "ID", "STARTED", "SIZE", "STATUS", "WARNINGS"],
+    ))
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+def journals(jobs: list[Job]) -> dict[str, Journal]:
+    """One journal per distinct state dir (jobs may share one)."""
+    out: dict[str, Journal] = {}
+    for j in jobs:
+        key = str(j.state_dir)
+        if key not in out and (j.state_dir / "journal.db").exists():
+            out[key] = Journal(j.state_dir)
+    return out
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    job: Annotated[Optional[str], typer.Argument(help="Job [default: all]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N attempts (0: all)")] = 0,
+) -> None:
+    """The run journal: every attempt, its outcome and who started it."""
+    selected = _state(ctx).jobs([job] if job else None)
+    names = {j.name for j in selected}
+    rows = []
+    for journal in journals(selected).values():
+        rows.extend(r for r in journal.runs(job) if r.job in names)
+        journal.close()
+    rows.sort(key=lambda r: r.started_at, reverse=True)
+    if limit:
+        rows = rows[:limit]
+    if as_json:
+        _print_json([r.to_json() for r in rows])
+        return
+    if not rows:
+        print("no runs recorded")
+        return
+    table = []
+    for r in rows:
+        took = format_duration(r.finished_at - r.started_at) if r.finished_at else "-"
+        detail = r.error or (f"{len(r.warnings)} warning(s): {r.warnings[0]}" if r.warnings else "")
+        table.append([r.run_id, r.job, r.outcome, r.step or "-", iso(r.started_at) or "", took,
+                      (r.started_by or "?")[:40], detail])
+    print(_table(table, ["RUN", "JOB", "OUTCOME", "STEP", "STARTED", "TOOK", "STARTED BY", "DETAIL"]))
+
+
+# --- entry point ----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    from vigil.hooks import set_original_umask
+
+    set_original_umask(os.umask(0o077))  # backups and state: 0600 / 0700
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = command.main(args=args, prog_name="vigil", standalone_mode=False)
+    except typer.Abort:
+        print("vigil: aborted", file=sys.stderr)
+        code = EXIT_FAILED
+    except ConfigError as exc:
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    except VigilError as exc:
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
+    except Interrupted as exc:
+        print(f"vigil: interrupted by {exc.signame}", file=sys.stderr)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        print("vigil: interrupted", file=sys.stderr)
+        code = EXIT_FAILED
+    except BrokenPipeError:
+        code = EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the operator
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        if _is_usage_error(exc):
+            print(f"vigil: error: {exc.format_message()}{_help_hint(exc)}", file=sys.stderr)  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        log.debug("internal error", exc_info=True)
+        print(f"vigil: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", file=sys.stderr)
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    # typer vendors click privately; recognise its UsageError by shape.
+    return any(c.__name__ == "UsageError" for c in type(exc).__mro__) and hasattr(exc, "format_message")
+
+
+def _help_hint(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "vigil"
+    return f" (see '{path} --help')"

@@ -1,0 +1,173 @@
+"""A directory on this host (or a mounted disk): JOB/ID/ with a manifest.
+
+A backup is built in JOB/.partial-ID/, every file fsynced, then the manifest
+is written and the directory renamed into place and its parent fsynced, so a
+power cut leaves either a committed backup or a `.partial-` leftover.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from vigil.destinations import BackupWriter, Destination, Partial
+from vigil.errors import BackupError
+from vigil.manifest import MANIFEST, Manifest, is_backup_id
+
+PARTIAL = ".partial-"
+READ = 1 << 20
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FileSink:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)  # type: ignore[arg-type]
+            view = view[n:]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _LocalWriter(BackupWriter):
+    def __init__(self, job_dir: Path, backup_id: str) -> None:
+        self.job_dir = job_dir
+        self.final = job_dir / backup_id
+        self.partial = job_dir / f"{PARTIAL}{backup_id}"
+        self.partial.mkdir(mode=0o700)
+
+    def open(self, name: str) -> _FileSink:
+        return _FileSink(self.partial / name)
+
+    def read_back(self, name: str) -> Iterator[bytes]:
+        with open(self.partial / name, "rb") as fh:
+            while chunk := fh.read(READ):
+                yield chunk
+
+    def commit(self, manifest: bytes) -> None:
+        sink = _FileSink(self.partial / MANIFEST)
+        sink.write(manifest)
+        sink.close()
+        _fsync_dir(self.partial)
+        os.rename(self.partial, self.final)
+        _fsync_dir(self.job_dir)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+class LocalDestination(Destination):
+    type = "local"
+
+    @property
+    def root(self) -> Path:
+        return self.cfg.path
+
+    def _fail(self, message: str) -> BackupError:
+        return BackupError(f"destination {self.name}: {message}", f"destination:{self.name}")
+
+    def check(self, job: str, need_bytes: int) -> None:
+        job_dir = self.root / job
+        try:
+            job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise self._fail(f"cannot create {job_dir} ({exc.strerror})") from None
+        if not os.access(job_dir, os.W_OK | os.X_OK):
+            raise self._fail(f"{job_dir} is not writable")
+        free = shutil.disk_usage(job_dir).free
+        if free < need_bytes:
+            raise self._fail(
+                f"not enough free space in {job_dir}: {free} bytes free, "
+                f"{need_bytes} needed (last backup + 20%)"
+            )
+
+    def begin(self, job: str, backup_id: str) -> _LocalWriter:
+        try:
+            return _LocalWriter(self.root / job, backup_id)
+        except OSError as exc:
+            raise self._fail(f"cannot create backup directory in {self.root / job} ({exc.strerror})") from None
+
+    def list(self, job: str) -> list[Manifest]:
+        job_dir = self.root / job
+        try:
+            names = os.listdir(job_dir)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._fail(f"cannot list {job_dir} ({exc.strerror})") from None
+        found = []
+        for name in names:
+            if not is_backup_id(name):
+                continue
+            try:
+                data = (job_dir / name / MANIFEST).read_bytes()
+            except FileNotFoundError:
+                continue  # no manifest: not committed
+            except OSError as exc:
+                raise self._fail(f"cannot read {job_dir / name / MANIFEST} ({exc.strerror})") from None
+            try:
+                found.append(Manifest.loads(data))
+            except ValueError:
+                continue  # damaged manifest: verify reports it, list must not show it as good
+        return sorted(found, key=lambda m: (m.started_at, m.id), reverse=True)
+
+    def read(self, job: str, backup_id: str, name: str) -> BinaryIO:
+        try:
+            return open(self.root / job / backup_id / name, "rb")
+        except OSError as exc:
+            raise self._fail(f"cannot read {self.root / job / backup_id / name} ({exc.strerror})") from None
+
+    def delete(self, job: str, backup_id: str) -> None:
+        path = self.root / job / backup_id
+        try:
+            (path / MANIFEST).unlink(missing_ok=True)
+            _fsync_dir(path)
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise self._fail(f"cannot delete {path} ({exc.strerror})") from None
+
+    def partials(self, job: str) -> list[Partial]:
+        job_dir = self.root / job
+        out = []
+        now = time.time()
+        try:
+            entries = list(os.scandir(job_dir))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            if entry.name.startswith(PARTIAL):
+                out.append(Partial(entry.name[len(PARTIAL):], now - entry.stat().st_mtime))
+            elif is_backup_id(entry.name) and not os.path.exists(os.path.join(entry.path, MANIFEST)):
+                out.append(Partial(entry.name, now - entry.stat().st_mtime))
+        return out
+
+    def delete_partial(self, job: str, backup_id: str) -> None:
+        for name in (f"{PARTIAL}{backup_id}", backup_id):
+            path = self.root / job / name
+            if path.exists() and not (path / MANIFEST).exists():
+                shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,32 @@
+"""Error types: each maps to one way a command ends."""
+
+from __future__ import annotations
+
+
+class VigilError(Exception):
+    """Base class; the message is one line meant for the operator."""
+
+
+class ConfigError(VigilError):
+    """Bad input (config file, key, argument): exit 2, names file and key."""
+
+
+class BackupError(VigilError):
+    """A run fails: carries the step that failed."""
+
+    def __init__(self, message: str, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class TransientError(BackupError):
+    """A failure that may pass if retried (connection refused, timeout, 5xx)."""
+
+
+class Interrupted(BaseException):
+    """A termination signal arrived; BaseException so that generic
+    `except Exception` cleanup code cannot swallow it."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame

@@ -1,0 +1,212 @@
+"""The run journal: SQLite in STATE_DIR/journal.db (runs, outbox, health state).
+
+WAL mode and a busy timeout let concurrent vigil processes (parallel runs,
+health checks) share it. Every attempt gets a row, including skipped ones, so
+that duplicate schedules can be seen after the fact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from vigil.errors import BackupError
+from vigil.timeutil import iso
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    job         TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    outcome     TEXT NOT NULL,
+    step        TEXT,
+    error       TEXT,
+    warnings    TEXT NOT NULL DEFAULT '[]',
+    bytes       INTEGER,
+    backup_id   TEXT,
+    started_by  TEXT,
+    started_by_chain TEXT NOT NULL DEFAULT '[]',
+    log_path    TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job_started ON runs (job, started_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    job          TEXT NOT NULL,
+    run_id       TEXT,
+    channel      TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    delivered_at REAL
+);
+CREATE TABLE IF NOT EXISTS health_state (
+    job         TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    reasons     TEXT NOT NULL DEFAULT '[]',
+    changed_at  REAL NOT NULL,
+    notified_at REAL
+);
+"""
+
+ACTIVE = "running"
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    job: str
+    pid: int
+    host: str
+    started_at: float
+    outcome: str = ACTIVE
+    finished_at: float | None = None
+    step: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    bytes: int | None = None
+    backup_id: str | None = None
+    started_by: str | None = None
+    started_by_chain: list[str] = field(default_factory=list)
+    log_path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "job": self.job,
+            "pid": self.pid,
+            "host": self.host,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "outcome": self.outcome,
+            "step": self.step,
+            "error": self.error,
+            "warnings": self.warnings,
+            "bytes": self.bytes,
+            "backup_id": self.backup_id,
+            "started_by": self.started_by,
+            "started_by_chain": self.started_by_chain,
+            "log": self.log_path,
+        }
+
+
+_COLUMNS = [f for f in RunRow.__dataclass_fields__]
+
+
+def _row(r: sqlite3.Row) -> RunRow:
+    d = dict(r)
+    d["warnings"] = json.loads(d["warnings"] or "[]")
+    d["started_by_chain"] = json.loads(d["started_by_chain"] or "[]")
+    return RunRow(**d)
+
+
+class Journal:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "journal.db"
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fresh = not self.path.exists()
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise BackupError(f"state dir {state_dir}: cannot open journal {self.path}: {exc}", "lock") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- runs --------------------------------------------------------------------
+
+    def insert_run(self, row: RunRow) -> None:
+        values = row.to_json()
+        values.update(
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            warnings=json.dumps(row.warnings),
+            started_by_chain=json.dumps(row.started_by_chain),
+            log_path=row.log_path,
+        )
+        values.pop("log")
+        cols = ", ".join(_COLUMNS)
+        marks = ", ".join(f":{c}" for c in _COLUMNS)
+        self.db.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", values)
+
+    def set_step(self, run_id: str, step: str) -> None:
+        self.db.execute("UPDATE runs SET step = ? WHERE run_id = ?", (step, run_id))
+
+    def finish_run(
+        self,
+        run_id: str,
+        outcome: str,
+        *,
+        step: str | None,
+        error: str | None,
+        warnings: list[str],
+        nbytes: int | None,
+        backup_id: str | None,
+        finished_at: float | None = None,
+    ) -> None:
+        self.db.execute(
+            "UPDATE runs SET outcome = ?, finished_at = ?, step = ?, error = ?, warnings = ?,"
+            " bytes = ?, backup_id = ? WHERE run_id = ?",
+            (outcome, finished_at or time.time(), step, error, json.dumps(warnings), nbytes, backup_id, run_id),
+        )
+
+    def mark_died(self, job: str, host: str, alive: "set[str]") -> list[RunRow]:
+        """Turn `running` rows of this job on this host into `died`.
+
+        Called while holding the job's lock: any other run of the job on this
+        host that were alive would hold the lock, so every such row is dead
+        (pid reuse cannot fool this).
+        """
+        rows = [
+            _row(r)
+            for r in self.db.execute(
+                "SELECT * FROM runs WHERE job = ? AND host = ? AND outcome = ?", (job, host, ACTIVE)
+            )
+            if r["run_id"] not in alive
+        ]
+        now = time.time()
+        for r in rows:
+            r.outcome, r.finished_at = "died", now
+            r.error = f"run {r.run_id} (pid {r.pid}) died without finishing (killed, OOM or power loss) during step {r.step or 'start'}"
+            self.db.execute(
+                "UPDATE runs SET outcome = 'died', finished_at = ?, error = ? WHERE run_id = ? AND outcome = ?",
+                (now, r.error, r.run_id, ACTIVE),
+            )
+        return rows
+
+    def runs(self, job: str | None = None, since: float | None = None, limit: int | None = None) -> list[RunRow]:
+        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        if job:
+            sql += " AND job = ?"
+            args.append(job)
+        if since is not None:
+            sql += " AND (finished_at IS NULL OR finished_at >= ?)"
+            args.append(since)
+        sql += " ORDER BY started_at DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_row(r) for r in self.db.execute(sql, args)]
+
+    def run(self, run_id: str) -> RunRow | None:
+        r = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return _row(r) if r else None
+
+    def iter_jobs(self) -> Iterator[str]:
+        for (job,) in self.db.execute("SELECT DISTINCT job FROM runs"):
+            yield job

@@ -1,0 +1,29 @@
+"""Logging to stderr as text or JSON lines; run logs are added per run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }, ensure_ascii=False)
+
+
+def setup_logging(fmt: str, level: int) -> None:
+    logger = logging.getLogger("vigil")
+    logger.setLevel(logging.DEBUG)  # handlers filter; the run log wants everything
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("vigil: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False

@@ -1,0 +1,437 @@
+"""One backup run of one job: the single place that decides its outcome (SPEC §3).
+
+lock → journal → died-check → preflight → hook:before → source:NAME… →
+verify → commit → retention → hook:after → journal, metrics, notify.
+Every way out (success, BackupError, any exception, a signal) passes through
+`Run.execute`'s one `finally`, which records the outcome and notifies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Callable, Iterator
+
+from vigil import __version__
+from vigil.config import Job
+from vigil.destinations import BackupWriter, Destination, make_destination
+from vigil.errors import BackupError, Interrupted
+from vigil.hooks import run_hooks
+from vigil.journal import Journal, RunRow
+from vigil.lock import JobLock, LockHeld
+from vigil.manifest import Artifact, Manifest, new_backup_id
+from vigil.sources import Source, SourceContext, make_source
+from vigil.stream import ArtifactStream, FanOut
+from vigil.timeutil import iso, utcnow
+
+SUCCESS, FAILED, SKIPPED, INTERRUPTED, DIED = "success", "failed", "skipped", "interrupted", "died"
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+LOG_TAIL = 50
+
+# Called once per finished (or skipped/died) run with its journal row and
+# extra context; the notification layer plugs in here.
+Notifier = Callable[[Job, RunRow, dict], None]
+
+
+@dataclass
+class RunResult:
+    job: str
+    outcome: str
+    run_id: str
+    step: str | None = None
+    error: str | None = None
+    backup_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    committed_on: list[str] = field(default_factory=list)
+
+
+def parent_chain(pid: int | None = None, depth: int = 4) -> list[str]:
+    """Command lines of our ancestors: who started this run (cron, systemd, a shell)."""
+    chain = []
+    pid = os.getppid() if pid is None else pid
+    while pid > 0 and len(chain) < depth:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        chain.append(raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") or f"[pid {pid}]")
+        ppid = [line.split()[1] for line in status.splitlines() if line.startswith("PPid:")]
+        pid = int(ppid[0]) if ppid else 0
+    return chain
+
+
+class BackupSet:
+    """The backup under construction on every destination (an ArtifactOutput).
+
+    Destinations that fail are dropped and remembered; the run goes on with
+    the rest so that one broken disk does not cost the other copies.
+    """
+
+    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger) -> None:
+        self.writers = writers
+        self.log = log
+        self.failed: dict[str, str] = {}
+        self.artifacts: list[Artifact] = []
+        self.source = ""
+
+    def live(self) -> dict[str, BackupWriter]:
+        return {n: w for n, w in self.writers.items() if n not in self.failed}
+
+    def fail(self, dest: str, exc: BaseException | str) -> None:
+        if dest in self.failed:
+            return
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+        else:
+            reason = str(exc)
+        self.failed[dest] = f"destination {dest}: {reason}"
+        self.log.error("destination %s failed: %s", dest, reason)
+
+    def _require_live(self) -> dict[str, BackupWriter]:
+        live = self.live()
+        if not live:
+            first = next(iter(self.failed))
+            raise BackupError(self.failed[first], f"destination:{first}")
+        return live
+
+    @contextmanager
+    def artifact(self, name: str, type_: str, *, threads: int = -1) -> Iterator[ArtifactStream]:
+        sinks = {}
+        for dest, writer in self._require_live().items():
+            try:
+                sinks[dest] = writer.open(name)
+            except OSError as exc:
+                self.fail(dest, exc)
+        fan = FanOut(sinks, self.fail)
+        stream = ArtifactStream(fan, threads=threads)
+        try:
+            yield stream
+            stream.close()
+        except BaseException:
+            stream.abort()
+            raise
+        self._require_live()
+        meta = dict(stream.meta)
+        self.artifacts.append(Artifact(
+            name=name, source=self.source, type=type_, size=fan.size, sha256=fan.sha256,
+            entries=meta.pop("entries", None), bytes=meta.pop("bytes", None),
+            database=meta.pop("database", None), tables=meta.pop("tables", None), extra=meta,
+        ))
+
+    def verify(self) -> None:
+        """Read every stored artifact back and compare size and SHA-256."""
+        import hashlib
+
+        for dest, writer in self.live().items():
+            for art in self.artifacts:
+                sha, size = hashlib.sha256(), 0
+                try:
+                    for chunk in writer.read_back(art.name):
+                        sha.update(chunk)
+                        size += len(chunk)
+                except OSError as exc:
+                    self.fail(dest, exc)
+                    break
+                if (size, sha.hexdigest()) != (art.size, art.sha256):
+                    self.fail(dest, f"read-back of {art.name} does not match what was written "
+                                    f"({size} bytes, sha256 {sha.hexdigest()[:12]}… vs {art.size}, {art.sha256[:12]}…)")
+                    break
+        self._require_live()
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+class Run:
+    def __init__(self, job: Job, *, log: logging.Logger, notifier: Notifier | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.job = job
+        self.log = log
+        self.notifier = notifier
+        self.clock = clock
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        started = utcnow()
+        self.run_id = new_backup_id(started)
+        self.started_at = started.timestamp()
+        self.step = "lock"
+        self.warnings: list[str] = []
+        self.committed_on: list[str] = []
+        self.journal: Journal | None = None
+        self._finishing = False
+        self._signal: str | None = None
+        self._log_handler: logging.Handler | None = None
+        self._backup_set: BackupSet | None = None
+        self._hooks_started = False
+        self.size: int | None = None
+        self.log_path = job.state_dir / "logs" / job.name / f"{self.run_id}.log"
+
+    # --- signals ---------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self._signal is None:
+            self._signal = name
+            self.log.warning("received %s during step %s: stopping", name, self.step)
+        if not self._finishing:
+            raise Interrupted(name)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        old = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    # --- steps -----------------------------------------------------------------
+
+    def _enter(self, step: str) -> None:
+        self.step = step
+        self.log.debug("step %s", step)
+        if self.journal:
+            self.journal.set_step(self.run_id, step)
+
+    def execute(self) -> RunResult:
+        lock = JobLock(self.job.state_dir, self.job.name)
+        with self._signals():
+            try:
+                lock.acquire({"pid": self.pid, "run_id": self.run_id, "host": self.host,
+                              "started_at": iso(self.started_at)})
+            except LockHeld as held:
+                return self._skipped(held)
+            except OSError as exc:
+                return self._environment_failure(f"cannot take lock {lock.path}: {exc.strerror}")
+            except Interrupted as exc:
+                return RunResult(self.job.name, INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
+            try:
+                return self._locked()
+            finally:
+                lock.release()
+
+    def _environment_failure(self, message: str) -> RunResult:
+        self.log.error("%s", message)
+        return RunResult(self.job.name, FAILED, self.run_id, self.step, message)
+
+    def _skipped(self, held: LockHeld) -> RunResult:
+        message = f"job {self.job.name} is already running: lock {held}"
+        self.log.warning("%s; skipping", message)
+        row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=SKIPPED,
+                     finished_at=self.clock(), step="lock", error=message, **self._starter())
+        try:
+            journal = Journal(self.job.state_dir)
+            journal.insert_run(row)
+            journal.close()
+        except BackupError as exc:
+            self.log.error("%s", exc)
+        self._notify(row, {"holder": held.holder})
+        return RunResult(self.job.name, SKIPPED, self.run_id, "lock", message)
+
+    def _starter(self) -> dict:
+        chain = parent_chain()
+        return {"started_by": chain[0] if chain else None, "started_by_chain": chain}
+
+    def _open_run_log(self) -> None:
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        except OSError as exc:
+            self.log.warning("cannot write run log %s: %s", self.log_path, exc.strerror)
+            return
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.log.addHandler(handler)
+        self._log_handler = handler
+
+    def _close_run_log(self) -> None:
+        if self._log_handler:
+            self.log.removeHandler(self._log_handler)
+            self._log_handler.close()
+
+    def log_tail(self, lines: int = LOG_TAIL) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _locked(self) -> RunResult:
+        try:
+            self.journal = Journal(self.job.state_dir)
+            row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, step="lock",
+                         log_path=str(self.log_path), **self._starter())
+            self.journal.insert_run(row)
+        except BackupError as exc:
+            return self._environment_failure(str(exc))
+        except Interrupted as exc:
+            return RunResult(self.job.name, INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
+        outcome, error, backup_set = FAILED, None, None
+        try:
+            self._open_run_log()
+            self.log.info("run %s of job %s started (pid %d)", self.run_id, self.job.name, self.pid)
+            for dead in self.journal.mark_died(self.job.name, self.host, {self.run_id}):
+                self.log.error("%s", dead.error)
+                self._notify(dead, {})
+            backup_set = self._work()
+            outcome = SUCCESS
+        except Interrupted as exc:
+            outcome, error = INTERRUPTED, f"interrupted by {exc.signame} during step {self.step}"
+        except BackupError as exc:
+            if exc.step:
+                self.step = exc.step
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - an unanticipated bug must still end loudly
+            error = f"unexpected error: {exc.__class__.__name__}: {exc}"
+            self.log.debug("%s", traceback.format_exc())
+        finally:
+            self._finishing = True
+            if backup_set is None and self._backup_set is not None:
+                self._backup_set.abort()
+        if outcome != SUCCESS:
+            self.log.error("run %s failed at step %s: %s", self.run_id, self.step, error)
+            if self.committed_on:
+                error = f"{error} (the backup {self.run_id} was committed on {', '.join(self.committed_on)})"
+        return self._finish(outcome, error)
+
+    def _work(self) -> BackupSet:
+        job = self.job
+        self._enter("preflight")
+        destinations = [make_destination(d) for d in job.destination]
+        ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
+        sources = [make_source(s, ctx) for s in job.source]
+        for source in sources:
+            source.preflight()
+        for dest in destinations:
+            dest.check(job.name, self._space_needed(dest))
+
+        try:
+            self._enter("hook:before")
+            self._hooks_started = bool(job.hooks.before)
+            run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env())
+            backup_set = self._back_up(sources, destinations, ctx)
+        except BaseException:
+            self._after_hooks(failed=True)
+            raise
+        self._after_hooks(failed=False)
+        return backup_set
+
+    def _after_hooks(self, failed: bool) -> None:
+        job = self.job
+        if failed and job.hooks.on_failure:
+            try:
+                run_hooks("on_failure", job.hooks.on_failure, job.hooks.timeout, self.log, self._hook_env())
+            except BackupError as exc:
+                self.log.error("%s", exc)
+        if self._hooks_started and job.hooks.after:
+            step = self.step
+            self._enter("hook:after")
+            try:
+                run_hooks("after", job.hooks.after, job.hooks.timeout, self.log, self._hook_env())
+            except BackupError:
+                if not failed:
+                    raise
+                self.log.error("after hook failed too (run already failed at %s)", step)
+            if failed:
+                self.step = step
+
+    def _hook_env(self) -> dict[str, str]:
+        return {"VIGIL_JOB": self.job.name, "VIGIL_RUN_ID": self.run_id, "VIGIL_STEP": self.step}
+
+    def _space_needed(self, dest: Destination) -> int:
+        try:
+            newest = dest.list(self.job.name)[:1]
+        except BackupError:
+            return 0
+        return int(newest[0].size * 1.2) if newest else 0
+
+    def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext) -> BackupSet:
+        writers: dict[str, BackupWriter] = {}
+        self._backup_set = backup_set = BackupSet(writers, self.log)
+        for dest in destinations:
+            self._enter(f"destination:{dest.name}")
+            writers[dest.name] = dest.begin(self.job.name, self.run_id)
+        ctx.skip_dirs.update(_dir_ids([d.path for d in self.job.destination if d.type == "local"]
+                                      + [self.job.state_dir]))
+        for source in sources:
+            self._enter(f"source:{source.name}")
+            backup_set.source = source.name
+            try:
+                source.backup(backup_set)
+            except BackupError as exc:
+                if exc.step is None:
+                    exc.step = f"source:{source.name}"
+                raise
+            except OSError as exc:
+                raise BackupError(f"{source.cfg.type} source {source.name}: {exc}", f"source:{source.name}") from None
+            self.warnings.extend(source.warnings)
+
+        self._enter("verify")
+        backup_set.verify()
+
+        self._enter("commit")
+        finished = self.clock()
+        manifest = Manifest(
+            id=self.run_id, job=self.job.name, host=self.host, vigil_version=__version__,
+            started_at=iso(self.started_at), finished_at=iso(finished), artifacts=backup_set.artifacts,
+            warnings=self.warnings, sources=[s.describe() for s in sources],
+        )
+        data = manifest.dumps()
+        for dest, writer in backup_set.live().items():
+            try:
+                writer.commit(data)
+                self.committed_on.append(dest)
+            except OSError as exc:
+                backup_set.fail(dest, exc)
+        self.size = manifest.size
+        if backup_set.failed:
+            first = next(iter(backup_set.failed))
+            raise BackupError(backup_set.failed[first], f"destination:{first}")
+        self.log.info("backup %s committed on %s (%d bytes)", self.run_id, ", ".join(self.committed_on), self.size)
+        return backup_set
+
+    def _finish(self, outcome: str, error: str | None) -> RunResult:
+        step = None if outcome == SUCCESS else self.step
+        row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=outcome,
+                     finished_at=self.clock(), step=step, error=error, warnings=self.warnings, bytes=self.size,
+                     backup_id=self.run_id if self.committed_on else None, log_path=str(self.log_path))
+        assert self.journal is not None
+        try:
+            self.journal.finish_run(self.run_id, outcome, step=step, error=error, warnings=self.warnings,
+                                    nbytes=self.size, backup_id=row.backup_id, finished_at=row.finished_at)
+        except Exception as exc:  # noqa: BLE001 - the journal failing must not hide the outcome
+            self.log.error("cannot record the outcome in the journal: %s", exc)
+        self.log.info("run %s finished: %s", self.run_id, outcome)
+        self._notify(row, {"log_tail": self.log_tail(), "committed_on": self.committed_on})
+        self._close_run_log()
+        self.journal.close()
+        return RunResult(self.job.name, outcome, self.run_id, step, error, row.backup_id, self.warnings,
+                         self.committed_on)
+
+    def _notify(self, row: RunRow, extra: dict) -> None:
+        if self.notifier is None:
+            return
+        try:
+            self.notifier(self.job, row, extra)
+        except Exception as exc:  # noqa: BLE001 - a broken channel never changes the outcome
+            self.log.error("notification failed: %s", exc)
+
+
+def _dir_ids(paths: list[Path]) -> set[tuple[int, int]]:
+    ids = set()
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids

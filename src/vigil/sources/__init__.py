@@ -1,0 +1,66 @@
+"""Sources turn something on the server into artifact streams (SPEC §3.5).
+
+A source never knows where its bytes go: it asks `ArtifactOutput.artifact()`
+for a writable stream per artifact and writes raw bytes into it.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vigil.config import Job
+from vigil.stream import ArtifactStream
+
+
+class ArtifactOutput(Protocol):
+    def artifact(self, name: str, type_: str, *, threads: int = -1) -> AbstractContextManager[ArtifactStream]:
+        """A stream for one artifact; committed on clean exit, dropped on error."""
+
+
+@dataclass
+class SourceContext:
+    job: Job
+    log: logging.Logger
+    # (st_dev, st_ino) of directories never to archive: destinations and the
+    # state dir when they lie inside a source tree.
+    skip_dirs: set[tuple[int, int]] = field(default_factory=set)
+    tmp_dir: Path | None = None
+
+
+class Source(ABC):
+    """Base of every source type; `cfg` is the validated config table."""
+
+    def __init__(self, cfg: Any, ctx: SourceContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.name: str = cfg.name
+        self.warnings: list[str] = []
+
+    def preflight(self) -> None:
+        """Fail early (BackupError) when the source cannot work at all."""
+
+    @abstractmethod
+    def backup(self, out: ArtifactOutput) -> None:
+        """Write this source's artifacts; warnings go through `warn`."""
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into the manifest's `sources` list."""
+        return {"name": self.name, "type": self.cfg.type}
+
+    def warn(self, message: str) -> None:
+        text = f"source {self.name}: {message}"
+        self.warnings.append(text)
+        self.ctx.log.warning(text)
+
+
+def make_source(cfg: Any, ctx: SourceContext) -> Source:
+    from vigil.sources.files import FilesSource
+    from vigil.sources.sqlite import SqliteSource
+
+    kinds: dict[str, type[Source]] = {"files": FilesSource, "sqlite": SqliteSource}
+    return kinds[cfg.type](cfg, ctx)

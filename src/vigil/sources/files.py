@@ -1,0 +1,328 @@
+"""The `files` source: a directory tree as a POSIX pax tar, zstd, plus an index.
+
+Why not `tarfile.add`: it trusts the size it stat()ed before reading, so a
+file that grows while read is silently truncated and one that shrinks fails
+the whole archive, and it cannot tell us that a file changed. Here every file
+is opened once, fstat()ed before and after reading, and re-read when size,
+mtime or ctime moved (up to REREADS times; `volatile` paths are stored as
+read). The per-file SHA-256 goes into a JSON-lines index next to the archive.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+from json.encoder import encode_basestring as _json_str  # type: ignore[attr-defined]
+import os
+import pwd
+import stat
+from collections import deque
+from functools import lru_cache
+from typing import Any
+
+import pathspec
+
+from vigil import tarheader as th
+from vigil.errors import BackupError
+from vigil.sources import ArtifactOutput, Source
+from vigil.hashing import Digest, Hasher
+from vigil.stream import DIRECT, ArtifactStream
+
+REREADS = 3
+# Files up to this size are read whole, then checked, then written: a change
+# costs only a re-read. Larger ones are streamed in CHUNK pieces and, when they
+# changed, appended again (tar extraction keeps the last copy).
+SMALL = 16 << 20
+CHUNK = 1 << 20
+
+_O_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+
+
+@lru_cache(maxsize=None)
+def _uname(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=None)
+def _gname(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _mtime(st: os.stat_result) -> int:
+    return st.st_mtime_ns // 1_000_000_000  # floor, also before 1970
+
+
+def compile_patterns(patterns: list[str]) -> pathspec.PathSpec | None:
+    return pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
+
+
+class FilesSource(Source):
+    def preflight(self) -> None:
+        root = self.cfg.path
+        if not root.exists():
+            raise BackupError(f"source {self.name}: path {root} does not exist", f"source:{self.name}")
+        if not root.is_dir():
+            raise BackupError(f"source {self.name}: path {root} is not a directory", f"source:{self.name}")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise BackupError(f"source {self.name}: path {root} is not readable", f"source:{self.name}")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": str(self.cfg.path)}
+
+    def backup(self, out: ArtifactOutput) -> None:
+        with out.artifact(f"files-{self.name}.tar.zst", "files") as tar, \
+                out.artifact(f"index-{self.name}.jsonl.zst", "index", threads=0) as index:
+            archiver = _Archiver(self, tar, index)
+            archiver.archive()
+            tar.meta.update(entries=archiver.entries, bytes=archiver.bytes)
+            index.meta.update(entries=archiver.entries)
+
+
+class _Archiver:
+    """One pass over one tree; state of the walk lives here, not in the source."""
+
+    def __init__(self, source: FilesSource, tar: ArtifactStream, index: ArtifactStream) -> None:
+        self.source = source
+        self.root = str(source.cfg.path)
+        self.tar = tar
+        self.index = index
+        self.exclude = compile_patterns(source.cfg.exclude)
+        self.volatile = compile_patterns(source.cfg.volatile)
+        self.skip_dirs = source.ctx.skip_dirs
+        self.links: dict[tuple[int, int], str] = {}
+        self.entries = 0
+        self.bytes = 0
+        self._o_flags = _O_FLAGS
+        self.hasher = Hasher()
+        # Index lines wait here, in archive order, until their digest is known.
+        self._pending: deque[tuple[Digest, str, str]] = deque()
+
+    def archive(self) -> None:
+        try:
+            top = self._scan(self.root)
+        except OSError as exc:
+            raise BackupError(
+                f"source {self.source.name}: cannot read {self.root} ({exc.strerror})",
+                f"source:{self.source.name}",
+            ) from None
+        try:
+            self._walk(top, "")
+            self._flush_index(wait=True)
+        finally:
+            self.hasher.close()
+        self.tar.write(th.END)
+
+    def _scan(self, path: str) -> list[os.DirEntry[str]]:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name)
+
+    def _walk(self, entries: list[os.DirEntry[str]], prefix: str) -> None:
+        # Explicit stack instead of recursion: trees can be deeper than
+        # Python's recursion limit.
+        stack = [iter(entries)]
+        prefixes = [prefix]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                prefixes.pop()
+                continue
+            rel = prefixes[-1] + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                self.source.warn(f"{rel}: vanished before it could be read")
+                continue
+            except OSError as exc:
+                self.source.warn(f"{rel}: cannot stat ({exc.strerror})")
+                continue
+            kind = stat.S_IFMT(st.st_mode)
+            if kind == stat.S_IFDIR:
+                if (st.st_dev, st.st_ino) in self.skip_dirs:
+                    continue
+                if self.exclude and self.exclude.match_file(rel + "/"):
+                    continue
+                self._emit(rel, th.DIRTYPE, st, "dir")
+                try:
+                    children = self._scan(entry.path)
+                except OSError as exc:
+                    self.source.warn(f"{rel}/: directory unreadable, contents not stored ({exc.strerror})")
+                    continue
+                stack.append(iter(children))
+                prefixes.append(rel + "/")
+                continue
+            if self.exclude and self.exclude.match_file(rel):
+                continue
+            if kind == stat.S_IFREG:
+                self._file(entry.path, rel, st)
+            elif kind == stat.S_IFLNK:
+                try:
+                    target = os.readlink(entry.path)
+                except OSError as exc:
+                    self.source.warn(f"{rel}: symlink unreadable ({exc.strerror})")
+                    continue
+                self._emit(rel, th.SYMTYPE, st, "symlink", link=target)
+            elif kind == stat.S_IFIFO:
+                self._emit(rel, th.FIFOTYPE, st, "fifo")
+            elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+                type_ = th.CHRTYPE if kind == stat.S_IFCHR else th.BLKTYPE
+                self._emit(rel, type_, st, "chardev" if kind == stat.S_IFCHR else "blockdev",
+                           dev=(os.major(st.st_rdev), os.minor(st.st_rdev)))
+            # Sockets cannot be archived (tar skips them too); they are runtime state.
+
+    def _header(self, rel: str, type_: bytes, st: os.stat_result, size: int, link: str = "",
+                dev: tuple[int, int] = (0, 0)) -> bytes:
+        return th.header(
+            rel, type_, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, size=size, mtime=_mtime(st),
+            linkname=link, uname=_uname(st.st_uid), gname=_gname(st.st_gid),
+            devmajor=dev[0], devminor=dev[1],
+        )
+
+    def _emit(self, rel: str, type_: bytes, st: os.stat_result, kind: str, *, link: str = "",
+              dev: tuple[int, int] = (0, 0)) -> None:
+        self.tar.write(self._header(rel, type_, st, 0, link, dev))
+        self._index(rel, kind, st, 0, None, False, link)
+
+    def _index(self, rel: str, kind: str, st: os.stat_result, size: int, sha: Digest,
+               changed: bool, link: str = "") -> None:
+        # Hand-built JSON: json.dumps of a dict per entry costs more than the
+        # rest of a small file's work.
+        self.entries += 1
+        head = f'{{"path": {_json_str(rel)}, "type": "{kind}", "size": {size}, ' \
+               f'"mode": {st.st_mode & 0o7777}, "mtime": {_mtime(st)}, "sha256": '
+        tail = f', "changed_during_read": {"true" if changed else "false"}, "uid": {st.st_uid}, "gid": {st.st_gid}'
+        if link:
+            tail += f', "link": {_json_str(link)}'
+        self._pending.append((sha, head, tail + "}\n"))
+        self._flush_index()
+
+    def _flush_index(self, wait: bool = False) -> None:
+        pending = self._pending
+        while pending:
+            sha = pending[0][0]
+            if not (sha is None or isinstance(sha, str)):
+                if not (wait or sha.done()):
+                    return
+                sha = sha.result()
+            _, head, tail = pending.popleft()
+            line = head + (f'"{sha}"' if sha else "null") + tail
+            self.index.write(line.encode("utf-8", "surrogateescape"))
+
+    def _open(self, path: str) -> int:
+        try:
+            return os.open(path, self._o_flags)
+        except PermissionError:
+            # O_NOATIME is refused on files we do not own unless we are root.
+            if not self._o_flags & getattr(os, "O_NOATIME", 0):
+                raise
+            self._o_flags &= ~getattr(os, "O_NOATIME", 0)
+            return os.open(path, self._o_flags)
+
+    def _file(self, path: str, rel: str, st: os.stat_result) -> None:
+        if st.st_nlink > 1:
+            first = self.links.get((st.st_dev, st.st_ino))
+            if first is not None:
+                self.tar.write(self._header(rel, th.LNKTYPE, st, 0, first))
+                self._index(rel, "hardlink", st, 0, None, False, first)
+                return
+        volatile = bool(self.volatile and self.volatile.match_file(rel))
+        tries = 1 if volatile else 1 + REREADS
+        # The walk's lstat is the first "before": a change between it and the
+        # fstat after reading is a change during the read.
+        before = st
+        for attempt in range(tries):
+            try:
+                fd = self._open(path)
+            except FileNotFoundError:
+                self.source.warn(f"{rel}: vanished before it could be read")
+                return
+            except OSError as exc:
+                what = "replaced by a symlink" if exc.errno == errno.ELOOP else exc.strerror
+                self.source.warn(f"{rel}: unreadable, not stored ({what})")
+                return
+            try:
+                if attempt:
+                    before = os.fstat(fd)
+                if before.st_size <= SMALL:
+                    data = _read_upto(fd, before.st_size)
+                    after = os.fstat(fd)
+                    changed = len(data) != before.st_size or _signature(before) != _signature(after)
+                    if changed and attempt + 1 < tries:
+                        continue
+                    if not stat.S_ISREG(after.st_mode):
+                        self.source.warn(f"{rel}: replaced by a non-file while being read, not stored")
+                        return
+                    size = len(data)
+                    head = self._header(rel, th.REGTYPE, after, size)
+                    if size < DIRECT:
+                        self.tar.write(head + data + th.padding(size))
+                    else:
+                        self.tar.write(head)
+                        self.tar.write(data)
+                        self.tar.write(th.padding(size))
+                    sha = self.hasher.digest(data)
+                else:
+                    size, sha, short = self._stream(fd, rel, before)
+                    after = os.fstat(fd)
+                    changed = short or _signature(before) != _signature(after)
+                    if changed and attempt + 1 < tries:
+                        continue
+            except OSError as exc:
+                self.source.warn(f"{rel}: read error, not stored ({exc.strerror})")
+                return
+            finally:
+                os.close(fd)
+            break
+        if changed and not volatile:
+            self.source.warn(f"{rel}: changed while being read {tries} times; stored as last read")
+        self.bytes += size
+        self._index(rel, "file", after, size, sha, changed and not volatile)
+        if st.st_nlink > 1:
+            self.links[(st.st_dev, st.st_ino)] = rel
+
+    def _stream(self, fd: int, rel: str, st: os.stat_result) -> tuple[int, str, bool]:
+        """Write a large file in chunks under a header stating its size at open."""
+        size = st.st_size
+        self.tar.write(self._header(rel, th.REGTYPE, st, size))
+        sha = self.hasher.stream()
+        left = size
+        while left:
+            chunk = os.read(fd, min(CHUNK, left))
+            if not chunk:
+                break
+            sha.update(chunk)
+            self.tar.write(chunk)
+            left -= len(chunk)
+        short = left > 0
+        if short:  # shrank while read: pad to the promised size, flag as changed
+            zeros = b"\x00" * left
+            sha.update(zeros)
+            self.tar.write(zeros)
+        self.tar.write(th.padding(size))
+        return size, sha.hexdigest(), short
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """Read at most `size` bytes: the file as it was when opened."""
+    data = os.read(fd, size) if size else b""
+    if len(data) < size:
+        parts = [data]
+        got = len(data)
+        while got < size:
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        data = b"".join(parts)
+    return data

@@ -1,0 +1,50 @@
+"""Time helpers: UTC everywhere, ISO 8601 with a Z, and duration strings."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+_DURATION = re.compile(r"(?:\d+[wdhms])+")
+_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: float | datetime | None) -> str | None:
+    """ISO 8601 UTC with millisecond precision and a trailing Z."""
+    if ts is None:
+        return None
+    dt = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse "90s", "30m", "3h", "7d", "2w" or combinations such as "1h30m"."""
+    if not isinstance(text, str):
+        raise ValueError(f"duration must be a string like \"30m\", got {text!r}")
+    s = text.strip().lower()
+    if not _DURATION.fullmatch(s):
+        raise ValueError(f"bad duration {text!r} (use e.g. \"90s\", \"30m\", \"3h\", \"7d\")")
+    total = sum(int(n) * _UNITS[u] for n, u in _DURATION_PART.findall(s))
+    return timedelta(seconds=total)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts[:2])

@@ -1,0 +1,402 @@
+"""`vigil run`, `list` and `runs` as a user runs them: real processes, real tar and zstd."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from conftest import VIGIL, committed, files_job_body, vigil, vigil_json
+
+
+def extract_with_tar(archive: Path, into: Path, tar: str = "tar") -> None:
+    into.mkdir()
+    subprocess.run(f"zstd -dc < '{archive}' | {tar} -x -f - -C '{into}'", shell=True, check=True)
+
+
+def tree_listing(root: Path) -> dict[str, tuple]:
+    """Everything a restore must reproduce: type, bytes, mode, mtime, link target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), stat.S_IMODE(st.st_mode),
+                            int(st.st_mtime))
+    return out
+
+
+def test_round_trip_with_real_tar_and_zstd(tmp_path, make_job, app_tree):
+    # The awkward parts on top of the generated tree.
+    long_dir = app_tree / ("d" * 120) / ("e" * 120)
+    long_dir.mkdir(parents=True)
+    (long_dir / ("f" * 200 + ".txt")).write_text("long name\n")
+    (app_tree / "ünïcödé — 名前.txt").write_text("unicode\n")
+    old = app_tree / "old.txt"
+    old.write_text("before 1970\n")
+    os.utime(old, (-86400 * 365, -86400 * 365))
+    future = app_tree / "future.txt"
+    future.write_text("after 2038\n")
+    os.utime(future, (2**33, 2**33))
+    (app_tree / "script.sh").write_text("#!/bin/sh\n")
+    (app_tree / "script.sh").chmod(0o750)
+    (app_tree / "empty-dir").mkdir()
+    os.symlink("/etc/hostname", app_tree / "absolute-link")
+
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    vigil("run", config=job, check=0)
+
+    [backup] = committed(dest)
+    manifest = json.loads((backup / "manifest.json").read_text())
+    # sha256sum of every artifact matches the manifest, and nothing is unlisted.
+    listed = {a["name"]: a["sha256"] for a in manifest["artifacts"]}
+    assert set(listed) == {p.name for p in backup.iterdir()} - {"manifest.json"}
+    out = subprocess.run(["sha256sum", *sorted(listed)], cwd=backup, capture_output=True, text=True, check=True)
+    for line in out.stdout.splitlines():
+        digest, name = line.split()
+        assert listed[name] == digest
+
+    for tool in ("tar", "bsdtar"):
+        if not shutil.which(tool):
+            continue
+        restored = tmp_path / f"restored-{tool}"
+        extract_with_tar(backup / "files-app.tar.zst", restored, tool)
+        assert tree_listing(restored) == tree_listing(app_tree), tool
+        # Hard links come back as links to one inode.
+        a, b = restored / "config/app.hardlink.php", next(
+            p for p in (restored / "config").glob("*.php") if p.name != "app.hardlink.php"
+            and p.stat().st_ino == (restored / "config/app.hardlink.php").stat().st_ino)
+        assert a.stat().st_nlink == 2 and a.read_bytes() == b.read_bytes()
+
+    # Python's tarfile reads it too, member names relative, no leading ./ or /.
+    with zstandard.open(backup / "files-app.tar.zst", "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
+        names = [m.name for m in tar]
+    assert names and all(not n.startswith(("/", "./")) for n in names)
+
+    # The index lists every entry with the SPEC's fields.
+    with zstandard.open(backup / "index-app.jsonl.zst", "rt") as fh:
+        index = [json.loads(line) for line in fh]
+    assert len(index) == len(names)
+    entry = next(e for e in index if e["path"] == "script.sh")
+    assert entry["type"] == "file" and entry["mode"] == 0o750 and entry["changed_during_read"] is False
+    assert entry["sha256"] == hashlib.sha256(b"#!/bin/sh\n").hexdigest()
+    assert {"path", "type", "size", "mode", "mtime", "sha256", "changed_during_read"} <= set(entry)
+
+
+def test_sqlite_copy_round_trip_while_written(tmp_path, make_job):
+    db = tmp_path / "app.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE ledger (id INTEGER PRIMARY KEY, amount INTEGER)")
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.executemany("INSERT INTO users (name) VALUES (?)", [(f"user {i} ü",) for i in range(500)])
+    conn.commit()
+    conn.close()
+    stop = threading.Event()
+
+    def writer() -> None:
+        # Every transaction keeps the ledger summing to zero.
+        w = sqlite3.connect(db, timeout=30)
+        while not stop.is_set():
+            w.execute("BEGIN")
+            w.execute("INSERT INTO ledger (amount) VALUES (100)")
+            w.execute("INSERT INTO ledger (amount) VALUES (-100)")
+            w.execute("COMMIT")
+        w.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.2)
+    dest = tmp_path / "backups"
+    job = make_job(f"""
+        [[source]]
+        type = "sqlite"
+        name = "db"
+        path = "{db}"
+        [[destination]]
+        type = "local"
+        path = "{dest}"
+    """)
+    try:
+        vigil("run", config=job, check=0)
+    finally:
+        stop.set()
+        t.join()
+    [backup] = committed(dest)
+    copy = tmp_path / "copy.sqlite"
+    subprocess.run(f"zstd -dc < '{backup / 'db-db.sqlite.zst'}' > '{copy}'", shell=True, check=True)
+    c = sqlite3.connect(copy)
+    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert c.execute("SELECT coalesce(sum(amount), 0) FROM ledger").fetchone()[0] == 0
+    assert c.execute("SELECT count(*) FROM users").fetchone()[0] == 500
+    manifest = json.loads((backup / "manifest.json").read_text())
+    [art] = [a for a in manifest["artifacts"] if a["name"] == "db-db.sqlite.zst"]
+    assert art["tables"]["users"] == 500
+    assert art["tables"]["ledger"] == c.execute("SELECT count(*) FROM ledger").fetchone()[0]
+
+
+def test_three_simultaneous_runs_one_backup(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    # The before hook keeps the first run holding the lock while the others try.
+    job = make_job(files_job_body(app_tree, dest) + '[hooks]\nbefore = [["sleep", "2"]]\n')
+    procs = [subprocess.Popen([VIGIL, "--config", str(job), "run"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 75, 75], results
+    assert len(committed(dest)) == 1
+    for code, err in results:
+        if code == 75:
+            assert "already running" in err and "pid" in err
+    runs = vigil_json("runs", config=job)
+    assert sorted(r["outcome"] for r in runs) == ["skipped", "skipped", "success"]
+    winner = next(r for r in runs if r["outcome"] == "success")
+    for r in runs:
+        if r["outcome"] == "skipped":
+            assert winner["run_id"] in r["error"] and str(winner["pid"]) in r["error"]
+            assert r["started_by"]  # who started it is recorded for every attempt
+
+
+def test_file_appended_during_run_is_a_warning_not_a_failure(tmp_path, make_job, app_tree):
+    growing = app_tree / "storage/logs/worker.log"
+    growing.write_bytes(b"x" * (4 << 20))
+    stop = threading.Event()
+
+    def appender() -> None:
+        with open(growing, "ab", buffering=0) as fh:
+            while not stop.is_set():
+                fh.write(b"line\n")
+
+    t = threading.Thread(target=appender)
+    t.start()
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    try:
+        proc = vigil("run", config=job, check=0)
+    finally:
+        stop.set()
+        t.join()
+    assert "storage/logs/worker.log" in proc.stderr
+    [backup] = committed(dest)
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert any("storage/logs/worker.log" in w and "changed" in w for w in manifest["warnings"])
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "success"
+    assert any("storage/logs/worker.log" in w for w in run["warnings"])
+    extract_with_tar(backup / "files-app.tar.zst", tmp_path / "out")
+    assert (tmp_path / "out/storage/logs/worker.log").stat().st_size >= 4 << 20
+
+
+def test_volatile_files_are_stored_without_warning(tmp_path, make_job, app_tree):
+    growing = app_tree / "storage/logs/live.log"
+    growing.write_bytes(b"x" * (1 << 20))
+    stop = threading.Event()
+
+    def appender() -> None:
+        with open(growing, "ab", buffering=0) as fh:
+            while not stop.is_set():
+                fh.write(b"line\n")
+
+    t = threading.Thread(target=appender)
+    t.start()
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest, 'volatile = ["storage/logs/*.log"]'))
+    try:
+        vigil("run", config=job, check=0)
+    finally:
+        stop.set()
+        t.join()
+    [backup] = committed(dest)
+    assert json.loads((backup / "manifest.json").read_text())["warnings"] == []
+    extract_with_tar(backup / "files-app.tar.zst", tmp_path / "out")
+    assert (tmp_path / "out/storage/logs/live.log").stat().st_size >= 1 << 20
+
+
+def test_destination_and_state_inside_source_are_excluded(tmp_path, app_tree, make_job):
+    dest = app_tree / "storage/backups"
+    state = app_tree / "storage/vigil-state"
+    job = make_job(files_job_body(app_tree, dest), state_dir=state)
+    vigil("run", config=job, check=0)
+    vigil("run", config=job, check=0)  # the second run sees the first backup inside the tree
+    backups = committed(dest)
+    assert len(backups) == 2
+    manifest = json.loads((backups[-1] / "manifest.json").read_text())
+    assert manifest["warnings"] == []
+    with zstandard.open(backups[-1] / "files-app.tar.zst", "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
+        names = [m.name for m in tar]
+    assert not any(n.startswith(("storage/backups", "storage/vigil-state")) for n in names)
+    assert "storage/logs" in [n.rstrip("/") for n in names]
+
+
+def test_excludes_are_gitignore_style(tmp_path, make_job, app_tree):
+    (app_tree / "storage/framework/cache/data").mkdir(parents=True)
+    (app_tree / "storage/framework/cache/data/x").write_text("cached")
+    (app_tree / "keep.log").write_text("kept")
+    dest = tmp_path / "backups"
+    extra = 'exclude = ["vendor/", "node_modules/", "storage/framework/cache/", "/keep.log", "*.json"]'
+    job = make_job(files_job_body(app_tree, dest, extra))
+    vigil("run", config=job, check=0)
+    [backup] = committed(dest)
+    with zstandard.open(backup / "files-app.tar.zst", "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
+        names = [m.name for m in tar]
+    assert not [n for n in names if n.startswith(("vendor", "node_modules", "storage/framework/cache/"))]
+    assert "keep.log" not in names and not [n for n in names if n.endswith(".json")]
+    assert any(n.startswith("app/") for n in names)
+
+
+def test_missing_source_root_fails_at_its_step(tmp_path, make_job):
+    dest = tmp_path / "backups"
+    missing = make_job(files_job_body(tmp_path / "nope", dest), name="gone")
+    proc = vigil("run", config=missing, check=1)
+    assert "does not exist" in proc.stderr
+    [run] = vigil_json("runs", config=missing)
+    assert run["outcome"] == "failed" and run["step"] == "source:app"
+    assert not committed(dest, "gone")
+
+
+def wait_for_step(job: Path, prefix: str, timeout: float = 30) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        proc = vigil("runs", "--json", config=job)
+        if proc.returncode == 0:
+            rows = [r for r in json.loads(proc.stdout) if r["outcome"] == "running"]
+            if rows and (rows[0]["step"] or "").startswith(prefix):
+                return rows[0]
+        time.sleep(0.05)
+    raise AssertionError(f"run never reached step {prefix}")
+
+
+@pytest.fixture
+def big_tree(tmp_path: Path) -> Path:
+    """Enough incompressible data that the source step lasts a while."""
+    root = tmp_path / "big"
+    root.mkdir()
+    for i in range(48):
+        (root / f"blob{i:02d}.bin").write_bytes(os.urandom(8 << 20))
+    return root
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_signal_during_source_leaves_nothing_committed(tmp_path, make_job, big_tree, sig):
+    import signal
+
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(big_tree, dest))
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    wait_for_step(job, "source:")
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=60) == 1
+    assert not committed(dest)
+    assert not [p for p in (dest / "app").iterdir() if p.name.startswith(".partial-")]
+    assert vigil_json("list", config=job) == []
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "interrupted" and sig in run["error"] and run["step"] == "source:app"
+
+
+def test_sigterm_during_before_hook_runs_after_hook(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    marker = tmp_path / "after-ran"
+    job = make_job(files_job_body(app_tree, dest)
+                   + f'[hooks]\nbefore = [["sleep", "30"]]\nafter = [["touch", "{marker}"]]\n')
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    wait_for_step(job, "hook:before")
+    time.sleep(0.2)
+    proc.terminate()
+    assert proc.wait(timeout=60) == 1
+    assert marker.exists()
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "interrupted" and run["step"] == "hook:before"
+
+
+def test_kill_9_is_seen_as_died_by_the_next_run(tmp_path, make_job, big_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(big_tree, dest))
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL)
+    killed = wait_for_step(job, "source:")
+    proc.kill()
+    proc.wait()
+    assert not committed(dest)
+    assert vigil_json("list", config=job) == []
+    vigil("run", config=job, check=0)
+    runs = {r["run_id"]: r for r in vigil_json("runs", config=job)}
+    assert runs[killed["run_id"]]["outcome"] == "died"
+    assert killed["run_id"] in runs[killed["run_id"]]["error"]
+    assert len(committed(dest)) == 1
+
+
+def test_list_json_shape_and_order(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    vigil("run", config=job, check=0)
+    vigil("run", config=job, check=0)
+    rows = vigil_json("list", config=job)
+    assert len(rows) == 2
+    assert rows[0]["started_at"] >= rows[1]["started_at"]
+    for r in rows:
+        assert {"id", "job", "destination", "started_at", "finished_at", "size", "artifacts", "warnings"} <= set(r)
+        assert r["destination"] == "local" and r["job"] == "app"
+        assert "files-app.tar.zst" in r["artifacts"] and r["size"] > 0
+        assert r["started_at"].endswith("Z")
+    assert vigil("list", config=job, check=0).stdout.count("complete") == 2
+
+
+def test_backups_and_state_are_private(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    vigil("run", config=job, check=0)
+    [backup] = committed(dest)
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o700
+    for f in backup.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE((tmp_path / "state/journal.db").stat().st_mode) == 0o600
+
+
+def test_several_jobs_worst_outcome_wins(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    good = make_job(files_job_body(app_tree, dest), name="good")
+    make_job(files_job_body(tmp_path / "missing", dest), name="bad")
+    proc = vigil("run", config=tmp_path, check=1)
+    assert "bad" in proc.stderr
+    assert len(committed(dest, "good")) == 1
+    vigil("run", "good", config=tmp_path, check=0)
+    assert good.exists()
+
+
+def test_read_only_state_dir_is_one_line_exit_1(tmp_path, make_job, app_tree):
+    if os.geteuid() == 0:
+        # root ignores directory permissions: use a read-only bind of a tmpfs instead
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode != 0:
+            pytest.skip("cannot mount a read-only tmpfs here")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+    try:
+        job = make_job(files_job_body(app_tree, tmp_path / "backups"), state_dir=ro / "state")
+        proc = vigil("run", config=job)
+        assert proc.returncode == 1
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert "Traceback" not in proc.stderr
+        assert any(str(ro) in line for line in lines)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(ro)])

@@ -1,0 +1,32 @@
+# The two commands a newcomer runs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO   := examples/demo/demo.toml
+
+.PHONY: demo test venv system-deps bench clean
+
+$(BIN)/vigil: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/vigil
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+# A real backup of the bundled example app and its SQLite database into .demo/
+demo: venv
+	$(BIN)/vigil --config $(DEMO) run
+	$(BIN)/vigil --config $(DEMO) list
+	$(BIN)/vigil --config $(DEMO) runs --limit 5
+
+test: venv system-deps
+	$(BIN)/pytest -n 2 -q tests
+
+bench: venv
+	$(BIN)/python bench/bench_backup.py --vigil $(BIN)/vigil
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .hypothesis

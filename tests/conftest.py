@@ -72,3 +72,63 @@ def files_job_body(src: Path, dest: Path, extra: str = "") -> str:
 def committed(dest: Path, job: str = "app") -> list[Path]:
     d = dest / job
     return sorted(p for p in d.iterdir() if (p / "manifest.json").exists()) if d.exists() else []
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory):
+    """A throw-away CA and a certificate for 127.0.0.1."""
+    import trustme
+
+    d = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(d / "ca.pem")
+    cert.private_key_pem.write_to_path(d / "key.pem")
+    cert.cert_chain_pems[0].write_to_path(d / "cert.pem")
+    return d
+
+
+@pytest.fixture
+def smtp_server(tls_cert):
+    from servers import SmtpServer, free_port
+
+    server = SmtpServer(port=free_port(), ca_file=tls_cert / "ca.pem")
+    server.start(tls_cert / "cert.pem", tls_cert / "key.pem")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def http_recorder():
+    from servers import HttpRecorder
+
+    rec = HttpRecorder()
+    rec.start()
+    yield rec
+    rec.stop()
+
+
+def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]') -> str:
+    from servers import SMTP_USER
+
+    return textwrap.dedent(f"""
+        [[notify]]
+        type = "email"
+        on = {on}
+        smtp_host = "127.0.0.1"
+        smtp_port = {smtp.port}
+        starttls = true
+        tls_ca_file = "{smtp.ca_file}"
+        username = "{SMTP_USER}"
+        password_env = "VIGIL_TEST_SMTP_PASSWORD"
+        from = "vigil@example.test"
+        to = ["ops@example.test", "oncall@example.test"]
+        timeout = "10s"
+    """)
+
+
+@pytest.fixture(autouse=True)
+def _smtp_password_env(monkeypatch):
+    from servers import SMTP_PASSWORD
+
+    monkeypatch.setenv("VIGIL_TEST_SMTP_PASSWORD", SMTP_PASSWORD)

@@ -40,8 +40,17 @@ class LogFormat(str, Enum):
 class State:
     config: Optional[str] = None
 
-    def jobs(self, names: list[str] | None = None) -> list[Job]:
-        return select_jobs(load_config(self.config), names)
+    def jobs(self, names: list[str] | None = None, flush: bool = True) -> list[Job]:
+        jobs = select_jobs(load_config(self.config), names)
+        if flush:
+            # Every command retries what earlier ones could not deliver.
+            from vigil.notify import flush as flush_outbox
+
+            try:
+                flush_outbox(jobs, log, attempts=1)
+            except VigilError as exc:
+                log.warning("cannot deliver queued notifications: %s", exc)
+        return jobs
 
 
 app = typer.Typer(
@@ -104,9 +113,13 @@ def human_size(n: int | None) -> str:
 @app.command()
 def run(ctx: typer.Context, jobs: Annotated[Optional[list[str]], typer.Argument(help="Jobs to run [default: all]")] = None) -> None:
     """Run a backup of each job: lock, hooks, sources, destinations, verify, retention, notify."""
+    from vigil.notify import RunNotifier
+
+    selected = _state(ctx).jobs(jobs)
+    notifier = RunNotifier(log)
     results: list[RunResult] = []
-    for job in _state(ctx).jobs(jobs):
-        result = Run(job, log=log).execute()
+    for job in selected:
+        result = Run(job, log=log, notifier=notifier).execute()
         results.append(result)
         _report(result)
         if result.outcome == INTERRUPTED:
@@ -204,6 +217,43 @@ def runs(
         table.append([r.run_id, r.job, r.outcome, r.step or "-", iso(r.started_at) or "", took,
                       (r.started_by or "?")[:40], detail])
     print(_table(table, ["RUN", "JOB", "OUTCOME", "STEP", "STARTED", "TOOK", "STARTED BY", "DETAIL"]))
+
+
+# --- notify ---------------------------------------------------------------------------
+
+notify_app = typer.Typer(help="Deliver queued notifications, or test every channel.", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("flush")
+def notify_flush(ctx: typer.Context,
+                 jobs: Annotated[Optional[list[str]], typer.Argument(help="Jobs [default: all]")] = None) -> None:
+    """Deliver every queued notification; exit 1 if any still fails."""
+    from vigil.notify import flush
+
+    delivered, failed = flush(_state(ctx).jobs(jobs, flush=False), log)
+    print(f"delivered {delivered}, still queued {failed}")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@notify_app.command("test")
+def notify_test(ctx: typer.Context, job: Annotated[Optional[str], typer.Argument(help="Job [default: all]")] = None) -> None:
+    """Send a test message on every channel and report each result."""
+    import socket
+
+    from vigil.notify import channels, deliver
+    from vigil.notify.message import test_message
+
+    failed = 0
+    for j in _state(ctx).jobs([job] if job else None):
+        if not j.notify:
+            print(f"{j.name}: no notification channels configured")
+            continue
+        msg = test_message(j.name, socket.gethostname())
+        for cfg, err in zip(j.notify, deliver([(c, msg) for c in j.notify], log, attempts=1)):
+            print(f"{j.name}: {channels.describe(cfg)}: {'OK' if err is None else f'FAILED: {err}'}")
+            failed += err is not None
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 # --- entry point ----------------------------------------------------------------------

@@ -181,6 +181,8 @@ class EmailNotify(NotifyBase, SecretFields):
     starttls: bool = False
     ssl: bool = False
     username: str | None = None
+    tls_ca_file: RelPath | None = None
+    tls_verify: bool = True
     from_: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
 

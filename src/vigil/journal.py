@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at   REAL NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
     last_error   TEXT,
-    delivered_at REAL
+    claimed_by   TEXT,
+    claimed_at   REAL,
+    delivered_at REAL,
+    dropped      TEXT
 );
 CREATE TABLE IF NOT EXISTS health_state (
     job         TEXT PRIMARY KEY,
@@ -210,3 +213,64 @@ class Journal:
     def iter_jobs(self) -> Iterator[str]:
         for (job,) in self.db.execute("SELECT DISTINCT job FROM runs"):
             yield job
+
+
+@dataclass
+class OutboxRow:
+    id: int
+    job: str
+    run_id: str | None
+    channel: str
+    event: str
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int
+    last_error: str | None
+
+
+CLAIM_TIMEOUT = 300  # a claim older than this belonged to a process that died
+
+
+class Outbox:
+    """Notifications written before delivery, marked after: none is lost, none sent twice."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.db = journal.db
+
+    def add(self, job: str, run_id: str | None, channel: str, event: str, payload: dict[str, Any]) -> int:
+        cur = self.db.execute(
+            "INSERT INTO outbox (job, run_id, channel, event, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (job, run_id, channel, event, json.dumps(payload), time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def pending(self, job: str | None = None) -> list[OutboxRow]:
+        sql = ("SELECT id, job, run_id, channel, event, payload, created_at, attempts, last_error FROM outbox"
+               " WHERE delivered_at IS NULL AND dropped IS NULL")
+        args: list[Any] = []
+        if job:
+            sql += " AND job = ?"
+            args.append(job)
+        rows = self.db.execute(sql + " ORDER BY id", args).fetchall()
+        return [OutboxRow(*r[:5], json.loads(r[5]), *r[6:]) for r in rows]
+
+    def claim(self, row_id: int) -> bool:
+        """Take a message for delivery; False when another process has it."""
+        now = time.time()
+        cur = self.db.execute(
+            "UPDATE outbox SET claimed_by = ?, claimed_at = ? WHERE id = ? AND delivered_at IS NULL"
+            " AND dropped IS NULL AND (claimed_at IS NULL OR claimed_at < ?)",
+            (f"{os.getpid()}", now, row_id, now - CLAIM_TIMEOUT),
+        )
+        return cur.rowcount == 1
+
+    def delivered(self, row_id: int) -> None:
+        self.db.execute("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, claimed_at = NULL"
+                        " WHERE id = ?", (time.time(), row_id))
+
+    def failed(self, row_id: int, error: str) -> None:
+        self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, claimed_at = NULL"
+                        " WHERE id = ?", (error, row_id))
+
+    def drop(self, row_id: int, reason: str) -> None:
+        self.db.execute("UPDATE outbox SET dropped = ?, claimed_at = NULL WHERE id = ?", (reason, row_id))

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from vigil import __version__
 from vigil.config import Job
@@ -36,9 +36,13 @@ SUCCESS, FAILED, SKIPPED, INTERRUPTED, DIED = "success", "failed", "skipped", "i
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 LOG_TAIL = 50
 
-# Called once per finished (or skipped/died) run with its journal row and
-# extra context; the notification layer plugs in here.
-Notifier = Callable[[Job, RunRow, dict], None]
+class Notifier(Protocol):
+    """The notification layer, as a run sees it."""
+
+    def run_started(self, job: Job, run_id: str) -> None: ...
+
+    def run_finished(self, job: Job, row: RunRow, extra: dict[str, Any]) -> None:
+        """Once per finished, skipped or died run, with its journal row."""
 
 
 @dataclass
@@ -221,7 +225,11 @@ class Run:
                 lock.release()
 
     def _environment_failure(self, message: str) -> RunResult:
+        """The state dir is unusable: no journal, but still one line and a notification."""
         self.log.error("%s", message)
+        row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=FAILED,
+                     finished_at=self.clock(), step=self.step, error=message, **self._starter())
+        self._notify(row, {})
         return RunResult(self.job.name, FAILED, self.run_id, self.step, message)
 
     def _skipped(self, held: LockHeld) -> RunResult:
@@ -279,6 +287,8 @@ class Run:
         try:
             self._open_run_log()
             self.log.info("run %s of job %s started (pid %d)", self.run_id, self.job.name, self.pid)
+            if self.notifier:
+                self.notifier.run_started(self.job, self.run_id)
             for dead in self.journal.mark_died(self.job.name, self.host, {self.run_id}):
                 self.log.error("%s", dead.error)
                 self._notify(dead, {})
@@ -372,7 +382,7 @@ class Run:
                     exc.step = f"source:{source.name}"
                 raise
             except OSError as exc:
-                raise BackupError(f"{source.cfg.type} source {source.name}: {exc}", f"source:{source.name}") from None
+                raise source.fail(str(exc)) from None
             self.warnings.extend(source.warnings)
 
         self._enter("verify")
@@ -421,7 +431,7 @@ class Run:
         if self.notifier is None:
             return
         try:
-            self.notifier(self.job, row, extra)
+            self.notifier.run_finished(self.job, row, extra)
         except Exception as exc:  # noqa: BLE001 - a broken channel never changes the outcome
             self.log.error("notification failed: %s", exc)
 

@@ -53,6 +53,7 @@ class FanOut:
         self._sha = hashlib.sha256()
         self._failures: list[tuple[str, BaseException]] = []
         self._queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE)
+        self._aborted = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="vigil-fanout", daemon=True)
         self._thread.start()
 
@@ -65,7 +66,16 @@ class FanOut:
         return n
 
     def _drain(self) -> None:
-        while (data := self._queue.get()) is not None:
+        # Polls the abort flag: a signal can interrupt the producer anywhere,
+        # even between a queue's append and its wake-up call, so abort must
+        # not depend on the queue delivering a sentinel.
+        while not self._aborted.is_set():
+            try:
+                data = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if data is None:
+                return
             self._sha.update(data)
             for name, sink in list(self.sinks.items()):
                 try:
@@ -83,13 +93,10 @@ class FanOut:
         while self._failures:
             self.on_failure(*self._failures.pop(0))
 
-    def _stop(self) -> None:
+    def close(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-
-    def close(self) -> None:
-        self._stop()
         for name, sink in list(self.sinks.items()):
             try:
                 sink.close()
@@ -98,13 +105,8 @@ class FanOut:
         self._report()
 
     def abort(self) -> None:
-        # Unblock and end the writer thread without waiting for pending data.
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._stop()
+        self._aborted.set()
+        self._thread.join()
         for sink in self.sinks.values():
             sink.abort()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vigil.config import Job
+from vigil.errors import BackupError
 from vigil.stream import ArtifactStream
 
 
@@ -52,8 +53,16 @@ class Source(ABC):
         """What goes into the manifest's `sources` list."""
         return {"name": self.name, "type": self.cfg.type}
 
+    @property
+    def label(self) -> str:
+        return f"{self.cfg.type} source {self.name}"
+
+    def fail(self, message: str) -> BackupError:
+        """The error that fails the run at this source's step."""
+        return BackupError(f"{self.label}: {message}", f"source:{self.name}")
+
     def warn(self, message: str) -> None:
-        text = f"source {self.name}: {message}"
+        text = f"{self.label}: {message}"
         self.warnings.append(text)
         self.ctx.log.warning(text)
 

@@ -23,7 +23,6 @@ from typing import Any
 import pathspec
 
 from vigil import tarheader as th
-from vigil.errors import BackupError
 from vigil.sources import ArtifactOutput, Source
 from vigil.hashing import Digest, Hasher
 from vigil.stream import DIRECT, ArtifactStream
@@ -70,11 +69,11 @@ class FilesSource(Source):
     def preflight(self) -> None:
         root = self.cfg.path
         if not root.exists():
-            raise BackupError(f"source {self.name}: path {root} does not exist", f"source:{self.name}")
+            raise self.fail(f"path {root} does not exist")
         if not root.is_dir():
-            raise BackupError(f"source {self.name}: path {root} is not a directory", f"source:{self.name}")
+            raise self.fail(f"path {root} is not a directory")
         if not os.access(root, os.R_OK | os.X_OK):
-            raise BackupError(f"source {self.name}: path {root} is not readable", f"source:{self.name}")
+            raise self.fail(f"path {root} is not readable")
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "path": str(self.cfg.path)}
@@ -111,10 +110,7 @@ class _Archiver:
         try:
             top = self._scan(self.root)
         except OSError as exc:
-            raise BackupError(
-                f"source {self.source.name}: cannot read {self.root} ({exc.strerror})",
-                f"source:{self.source.name}",
-            ) from None
+            raise self.source.fail(f"cannot read {self.root} ({exc.strerror})") from None
         try:
             self._walk(top, "")
             self._flush_index(wait=True)

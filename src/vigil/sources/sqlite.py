@@ -13,7 +13,6 @@ import sqlite3
 import tempfile
 from typing import Any
 
-from vigil.errors import BackupError
 from vigil.sources import ArtifactOutput, Source
 
 READ = 1 << 20
@@ -26,15 +25,12 @@ def table_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 class SqliteSource(Source):
-    def _fail(self, message: str) -> BackupError:
-        return BackupError(f"source {self.name}: {message}", f"source:{self.name}")
-
     def preflight(self) -> None:
         path = self.cfg.path
         if not path.is_file():
-            raise self._fail(f"database {path} does not exist")
+            raise self.fail(f"database {path} does not exist")
         if not os.access(path, os.R_OK):
-            raise self._fail(f"database {path} is not readable")
+            raise self.fail(f"database {path} is not readable")
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "path": str(self.cfg.path)}
@@ -58,9 +54,9 @@ class SqliteSource(Source):
                     dst.close()
                     src.close()
             except sqlite3.Error as exc:
-                raise self._fail(f"cannot copy {self.cfg.path}: {exc}") from None
+                raise self.fail(f"cannot copy {self.cfg.path}: {exc}") from None
             if integrity != "ok":
-                raise self._fail(f"copy of {self.cfg.path} fails integrity check: {integrity}")
+                raise self.fail(f"copy of {self.cfg.path} fails integrity check: {integrity}")
             with out.artifact(f"db-{self.name}.sqlite.zst", "sqlite") as stream, open(tmp, "rb") as fh:
                 while chunk := fh.read(READ):
                     stream.write(chunk)

@@ -1,0 +1,107 @@
+"""Real servers on 127.0.0.1 for tests: SMTP (aiosmtpd, STARTTLS, AUTH) and HTTP."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SMTP_USER, SMTP_PASSWORD = "alerts", "s3cret-smtp-pässword"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    ca_file: Path
+    messages: list[email.message.EmailMessage] = field(default_factory=list)
+    envelopes: list[Any] = field(default_factory=list)
+    controller: Any = None
+
+    def start(self, cert_pem: Path, key_pem: Path) -> None:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp, session, envelope):  # noqa: N802 - aiosmtpd API
+                server.envelopes.append(envelope)
+                server.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+                return "250 OK"
+
+        def authenticator(smtp, session, envelope, mechanism, auth_data):
+            ok = isinstance(auth_data, LoginPassword) and auth_data.login == SMTP_USER.encode() \
+                and auth_data.password == SMTP_PASSWORD.encode()
+            return AuthResult(success=ok)
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert_pem, key_pem)
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=ctx,
+                                     require_starttls=True, authenticator=authenticator,
+                                     auth_require_tls=True)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+    def wait_for(self, n: int, timeout: float = 20) -> list[email.message.EmailMessage]:
+        deadline = time.time() + timeout
+        while len(self.messages) < n and time.time() < deadline:
+            time.sleep(0.05)
+        return self.messages
+
+
+@dataclass
+class HttpRecorder:
+    """Records every request; answers with `status` (changeable at run time)."""
+
+    port: int = 0
+    status: int = 200
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    server: Any = None
+
+    def start(self) -> None:
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                rec.requests.append({"method": self.command, "path": self.path, "body": body,
+                                     "headers": dict(self.headers)})
+                self.send_response(rec.status)
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+            do_GET = do_POST = _handle  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from enum import Enum
 from typing import Annotated, Any, Optional
 
@@ -217,6 +218,66 @@ def runs(
         table.append([r.run_id, r.job, r.outcome, r.step or "-", iso(r.started_at) or "", took,
                       (r.started_by or "?")[:40], detail])
     print(_table(table, ["RUN", "JOB", "OUTCOME", "STEP", "STARTED", "TOOK", "STARTED BY", "DETAIL"]))
+
+
+# --- verify / restore -------------------------------------------------------------------
+
+
+def _one_job(ctx: typer.Context, job: str | None) -> list[Job]:
+    return _state(ctx).jobs([job] if job else None)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    job: Annotated[Optional[str], typer.Argument(help="Job [default: all]")] = None,
+    backup_id: Annotated[str, typer.Argument(metavar="[BACKUP_ID|latest]", help="Backup")] = "latest",
+    deep: Annotated[bool, typer.Option("--deep", help="Decompress and check every file and dump")] = False,
+    restore_test: Annotated[bool, typer.Option("--restore-test",
+                                               help="Load database dumps into scratch databases")] = False,
+) -> None:
+    """Check stored backups: present, intact, readable, restorable."""
+    from vigil.verify import Verifier
+
+    problems = 0
+    for j in _one_job(ctx, job):
+        report = Verifier(j, log).verify(backup_id, deep, restore_test)
+        for line in report.checked:
+            print(f"OK       {line}")
+        for line in report.problems:
+            print(f"DAMAGED  {line}")
+        problems += len(report.problems)
+    print("backup intact" if not problems else f"{problems} problem(s) found")
+    raise typer.Exit(EXIT_FAILED if problems else EXIT_OK)
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="Job")],
+    backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID|latest", help="Backup")],
+    source: Annotated[str, typer.Option("--source", help="The source to restore")],
+    to: Annotated[Optional[Path], typer.Option("--to", help="Directory for a files source")] = None,
+    to_database: Annotated[Optional[str], typer.Option("--to-database", help="New database")] = None,
+    to_file: Annotated[Optional[Path], typer.Option("--to-file", help="Write the plain dump/database here")] = None,
+    include: Annotated[Optional[list[str]], typer.Option("--include", help="Only paths matching (gitignore-style)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Restore into a non-empty target")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary")] = False,
+) -> None:
+    """Restore one source of a backup into a directory, a database or a file."""
+    from vigil.restore import restore as do_restore
+
+    [j] = _state(ctx).jobs([job])
+    summary = do_restore(j, backup_id, source, to_dir=to, to_database=to_database, to_file=to_file,
+                         include=include or [], force=force, log=log)
+    if as_json:
+        _print_json(summary.to_json())
+    else:
+        print(f"restored source {summary.source} of backup {summary.backup_id} from {summary.destination} "
+              f"to {summary.target}: {summary.entries} entries, {human_size(summary.bytes)} "
+              f"in {summary.seconds:.1f}s")
+        for line in summary.skipped:
+            print(f"  skipped: {line}")
 
 
 # --- notify ---------------------------------------------------------------------------

@@ -62,6 +62,14 @@ CREATE TABLE IF NOT EXISTS health_state (
 """
 
 ACTIVE = "running"
+# Journals written by older versions are upgraded in place on open: each entry
+# brings a journal from version N-1 (its index) to N. Only additive changes.
+MIGRATIONS: list[list[str]] = [
+    [],  # 0 -> 1: the tables above
+    ["ALTER TABLE outbox ADD COLUMN claimed_by TEXT", "ALTER TABLE outbox ADD COLUMN claimed_at REAL",
+     "ALTER TABLE outbox ADD COLUMN dropped TEXT"],
+]
+VERSION = len(MIGRATIONS)
 
 
 @dataclass
@@ -125,9 +133,26 @@ class Journal:
             self.db.execute("PRAGMA busy_timeout = 30000")
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.executescript(SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise BackupError(f"state dir {state_dir}: cannot open journal {self.path}: {exc}", "lock") from None
+
+    def _migrate(self) -> None:
+        self.db.executescript(SCHEMA)  # creates what is missing: a new journal gets the newest schema
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= VERSION:
+            return
+        if version == 0:  # brand new (just created), or written before the schema had versions
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(outbox)")}
+            version = VERSION if "claimed_by" in cols else 1
+        for step in MIGRATIONS[version:]:
+            for statement in step:
+                try:
+                    self.db.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):  # another process migrated first
+                        raise
+        self.db.execute(f"PRAGMA user_version = {VERSION}")
 
     def close(self) -> None:
         self.db.close()

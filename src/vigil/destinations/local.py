@@ -52,6 +52,8 @@ class _FileSink:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        # Gone, so that a retried artifact can be written again under its name.
+        self.path.unlink(missing_ok=True)
 
 
 class _LocalWriter(BackupWriter):

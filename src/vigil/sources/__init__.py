@@ -69,7 +69,10 @@ class Source(ABC):
 
 def make_source(cfg: Any, ctx: SourceContext) -> Source:
     from vigil.sources.files import FilesSource
+    from vigil.sources.mysql import MysqlSource
+    from vigil.sources.postgres import PostgresSource
     from vigil.sources.sqlite import SqliteSource
 
-    kinds: dict[str, type[Source]] = {"files": FilesSource, "sqlite": SqliteSource}
+    kinds: dict[str, type[Source]] = {"files": FilesSource, "sqlite": SqliteSource,
+                                      "postgres": PostgresSource, "mysql": MysqlSource}
     return kinds[cfg.type](cfg, ctx)

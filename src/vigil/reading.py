@@ -1,0 +1,97 @@
+"""Reading stored artifacts back: hashed while read, decompressed on the fly.
+
+Whatever reads a backup (verify, restore) goes through `ArtifactReader`, so
+a stored byte that differs from the manifest is always noticed: at the latest
+when the stream ends, before anything reports success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import BinaryIO, Iterator
+
+import zstandard
+
+from vigil.destinations import Destination
+from vigil.errors import BackupError
+from vigil.manifest import Artifact, Manifest
+
+READ = 1 << 20
+
+
+class ChecksumError(BackupError):
+    pass
+
+
+class _Hashing:
+    """A file object that hashes what passes through it."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(READ):
+            pass
+
+
+class ArtifactReader:
+    def __init__(self, dest: Destination, manifest: Manifest, art: Artifact) -> None:
+        self.dest = dest
+        self.manifest = manifest
+        self.art = art
+
+    @property
+    def where(self) -> str:
+        return f"{self.dest.name}:{self.manifest.job}/{self.manifest.id}/{self.art.name}"
+
+    def _check(self, h: _Hashing) -> None:
+        if h.size != self.art.size or h.sha.hexdigest() != self.art.sha256:
+            raise ChecksumError(
+                f"{self.where}: checksum mismatch: {h.size} bytes with sha256 {h.sha.hexdigest()[:16]}…, "
+                f"manifest says {self.art.size} bytes with sha256 {self.art.sha256[:16]}…")
+
+    def check(self) -> None:
+        """Size and SHA-256 against the manifest, in constant memory."""
+        with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
+            h = _Hashing(fh)
+            h.drain()
+        self._check(h)
+
+    def plain(self) -> Iterator[bytes]:
+        """The decompressed content; raises ChecksumError at the end if stored bytes differ."""
+        with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
+            h = _Hashing(fh)
+            try:
+                reader = zstandard.ZstdDecompressor().stream_reader(h, read_across_frames=True)
+                while chunk := reader.read(READ):
+                    yield chunk
+            except zstandard.ZstdError as exc:
+                h.drain()
+                self._check(h)  # a damaged artifact: say so as a checksum error
+                raise BackupError(f"{self.where}: cannot decompress: {exc}") from None
+            h.drain()
+        self._check(h)
+
+
+def find_backup(destinations: list[Destination], job: str, backup_id: str) -> list[tuple[Destination, Manifest]]:
+    """The backup `backup_id` (or `latest`) on every destination that has it."""
+    found = []
+    for dest in destinations:
+        backups = dest.list(job)
+        if backup_id == "latest":
+            match = backups[:1]
+        else:
+            match = [m for m in backups if m.id == backup_id]
+        found.extend((dest, m) for m in match)
+    if backup_id == "latest" and found:
+        newest = max(m.id for _, m in found)
+        found = [(d, m) for d, m in found if m.id == newest]
+    return found

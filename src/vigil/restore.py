@@ -1,0 +1,301 @@
+"""`vigil restore`: one source of one backup, into a directory, database or file.
+
+Files are extracted through directory file descriptors opened with
+O_NOFOLLOW, one component at a time, so no entry is ever written through a
+symlink, whatever the archive contains; member names that are absolute or
+contain `..`, and hard links to outside the target, are refused. Each file is
+written under a temporary name, checked against the index's SHA-256 and only
+then renamed into place: a damaged archive never leaves a file that looks
+complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import tarfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from vigil.config import Job
+from vigil.destinations import make_destination
+from vigil.errors import BackupError, ConfigError
+from vigil.manifest import Artifact
+from vigil.reading import ArtifactReader, find_backup
+from vigil.sources.files import compile_patterns
+from vigil.verify import IterReader, engine_for, load_index
+
+TMP_PREFIX = ".vigil-restore-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass
+class Summary:
+    source: str
+    backup_id: str
+    destination: str
+    target: str
+    entries: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_database: str | None,
+            to_file: Path | None, include: list[str], force: bool, log: logging.Logger) -> Summary:
+    targets = [t for t in (to_dir, to_database, to_file) if t is not None]
+    if len(targets) != 1:
+        raise ConfigError("give exactly one of --to DIR, --to-database NAME, --to-file FILE")
+    job.source_named(source)  # unknown source: a usage error naming it
+    found = find_backup([make_destination(d) for d in job.destination], job.name, backup_id)
+    if not found:
+        raise ConfigError(f"job {job.name}: no complete backup {backup_id!r} on any destination")
+    dest, manifest = found[0]
+    arts = [a for a in manifest.artifacts if a.source == source]
+    main = [a for a in arts if a.type != "index"]
+    if not main:
+        raise ConfigError(f"backup {manifest.id} holds nothing of source {source!r}")
+    summary = Summary(source, manifest.id, dest.name, str(targets[0]))
+    start = time.monotonic()
+    art = main[0]
+    reader = ArtifactReader(dest, manifest, art)
+    if art.type == "files":
+        if to_dir is None:
+            raise ConfigError(f"source {source} is a files source: restore it with --to DIR")
+        index = next((a for a in arts if a.type == "index"), None)
+        hashes = load_index(ArtifactReader(dest, manifest, index)) if index else {}
+        _Extractor(to_dir, force, include, {p: e.get("sha256") for p, e in hashes.items()}, summary, log) \
+            .extract(reader)
+    elif to_file is not None:
+        _restore_to_file(reader, to_file, force, summary)
+    elif to_database is not None:
+        if art.type not in ("postgres", "mysql"):
+            raise ConfigError(f"source {source} is a {art.type} source: restore it with --to-file FILE")
+        if len(main) > 1:
+            raise ConfigError(f"source {source} holds {len(main)} databases: restore one at a time with "
+                              f"--to-file, or name the artifact's database")
+        _restore_database(job, reader, art, to_database, force, summary, log)
+    else:
+        raise ConfigError(f"source {source} is a {art.type} source: use --to-database or --to-file")
+    summary.seconds = round(time.monotonic() - start, 3)
+    return summary
+
+
+def _restore_to_file(reader: ArtifactReader, target: Path, force: bool, summary: Summary) -> None:
+    if target.exists() and not force:
+        raise ConfigError(f"--to-file: {target} exists; use --force to overwrite it")
+    tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in reader.plain():
+                fh.write(chunk)
+                summary.bytes += len(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)  # only a verified stream becomes the file
+    finally:
+        tmp.unlink(missing_ok=True)
+    summary.entries = 1
+
+
+def _restore_database(job: Job, reader: ArtifactReader, art: Artifact, name: str, force: bool,
+                      summary: Summary, log: logging.Logger) -> None:
+    engine = engine_for(job, art, job.state_dir / "tmp")
+    existed = engine.create_database(name, force)
+    counting = _Counting(reader.plain())
+    try:
+        engine.load(name, counting, clean=existed)
+    except BaseException:
+        if not existed:
+            log.error("restore into %s failed; dropping the half-restored database", name)
+            engine.drop_database(name)
+        raise
+    summary.bytes = counting.bytes
+    summary.entries = len(art.tables or {})
+
+
+class _Counting:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.bytes += len(chunk)
+            yield chunk
+
+
+def _safe_parts(name: str) -> list[str]:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or not parts or ".." in parts:
+        raise BackupError(f"refusing archive member {name!r}: absolute or outside the target")
+    return parts
+
+
+class _Extractor:
+    def __init__(self, root: Path, force: bool, include: list[str], hashes: dict[str, str | None],
+                 summary: Summary, log: logging.Logger) -> None:
+        self.root = root
+        self.force = force
+        self.include = compile_patterns(include)
+        self.hashes = hashes
+        self.summary = summary
+        self.log = log
+        self.dir_times: list[tuple[list[str], int, int]] = []
+        self._fds: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self.as_root = os.geteuid() == 0
+
+    def extract(self, reader: ArtifactReader) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if any(self.root.iterdir()) and not self.force:
+            raise ConfigError(f"--to: {self.root} is not empty; use --force to restore into it")
+        root_fd = os.open(self.root, _DIR_FLAGS)
+        self._fds[()] = root_fd
+        stream = IterReader(reader.plain())
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    self._member(tar, member)
+            stream.drain()  # the checksum of the whole artifact is compared at its end
+            for parts, mtime, mode in reversed(self.dir_times):
+                fd = self._dir(parts, create=False)
+                os.chmod(fd, mode)
+                os.utime(fd, (mtime, mtime))
+        except tarfile.TarError as exc:
+            stream.drain()
+            raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
+        finally:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def _wanted(self, name: str, is_dir: bool) -> bool:
+        if self.include is None:
+            return True
+        return bool(self.include.match_file(name + "/" if is_dir else name))
+
+    def _dir(self, parts: list[str] | tuple[str, ...], create: bool = True) -> int:
+        """An fd for the directory at `parts`, never through a symlink."""
+        key = tuple(parts)
+        fd = self._fds.get(key)
+        if fd is not None:
+            self._fds.move_to_end(key)
+            return fd
+        parent = self._dir(key[:-1], create)
+        try:
+            fd = os.open(key[-1], _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+            os.mkdir(key[-1], 0o700, dir_fd=parent)
+            fd = os.open(key[-1], _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            raise BackupError(f"refusing to write below {'/'.join(key)}: not a directory (a symlink?): "
+                              f"{exc.strerror}") from None
+        self._fds[key] = fd
+        while len(self._fds) > 128:  # keep the root, close the least recently used
+            old_key, old_fd = next((k, v) for k, v in self._fds.items() if k)
+            del self._fds[old_key]
+            os.close(old_fd)
+        return fd
+
+    def _clear(self, parent: int, name: str) -> None:
+        """Make room for an entry: --force replaces files and links, never directories."""
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise BackupError(f"cannot restore {name}: a directory of that name exists")
+        os.unlink(name, dir_fd=parent)
+
+    def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = _safe_parts(m.name)
+        name = "/".join(parts)
+        if not self._wanted(name, m.isdir()):
+            return
+        if m.ischr() or m.isblk():
+            self.summary.skipped.append(f"{name}: device file not restored")
+            return
+        if m.isdir():
+            self._dir(parts)
+            self.dir_times.append((parts, int(m.mtime), m.mode & 0o7777))
+            self._owner(parts[:-1], parts[-1], m)
+            self.summary.entries += 1
+            return
+        parent = self._dir(parts[:-1])
+        leaf = parts[-1]
+        if m.isreg():
+            self._file(tar, m, parent, leaf, name)
+        elif m.issym():
+            self._clear(parent, leaf)
+            os.symlink(m.linkname, leaf, dir_fd=parent)  # restored as it was, absolute or not
+            self._times(parent, leaf, m)
+        elif m.islnk():
+            target = _safe_parts(m.linkname)
+            self._clear(parent, leaf)
+            try:
+                src_parent = self._dir(target[:-1], create=False)
+                os.link(target[-1], leaf, src_dir_fd=src_parent, dst_dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                self.summary.skipped.append(f"{name}: hard link to {m.linkname}, which was not restored")
+                return
+        elif m.isfifo():
+            self._clear(parent, leaf)
+            os.mkfifo(leaf, m.mode & 0o7777, dir_fd=parent)
+            self._times(parent, leaf, m)
+        else:
+            self.summary.skipped.append(f"{name}: unsupported member type")
+            return
+        self._owner(parts[:-1], leaf, m)
+        self.summary.entries += 1
+
+    def _file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, leaf: str, name: str) -> None:
+        tmp = f"{TMP_PREFIX}{leaf}"[:255]
+        src = tar.extractfile(m)
+        assert src is not None
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=parent)
+        sha = hashlib.sha256()
+        try:
+            while chunk := src.read(1 << 20):
+                sha.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fchmod(fd, m.mode & 0o7777)
+            os.utime(fd, (m.mtime, m.mtime))
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=parent)
+            raise
+        os.close(fd)
+        want = self.hashes.get(name)
+        if want and sha.hexdigest() != want:
+            os.unlink(tmp, dir_fd=parent)
+            raise BackupError(f"{name}: content does not match its SHA-256 in the index; not restored")
+        self._clear(parent, leaf)
+        os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
+        self.summary.bytes += m.size
+
+    def _times(self, parent: int, leaf: str, m: tarfile.TarInfo) -> None:
+        try:
+            os.utime(leaf, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
+        except (NotImplementedError, OSError):
+            pass
+
+    def _owner(self, parent_parts: list[str], leaf: str, m: tarfile.TarInfo) -> None:
+        if not self.as_root:
+            return
+        try:
+            os.chown(leaf, m.uid, m.gid, dir_fd=self._dir(parent_parts), follow_symlinks=False)
+        except OSError as exc:
+            self.log.debug("cannot chown %s: %s", leaf, exc)

@@ -1,0 +1,142 @@
+"""Plumbing shared by the database sources: tools, credentials, child processes.
+
+A dump is a child process whose stdout is streamed into an artifact while its
+stderr is collected on a thread; the exit status is checked after EOF, so a
+failed producer can never hide behind a pipe. Credentials go into 0600 files
+in STATE_DIR/tmp (PGPASSFILE, --defaults-extra-file), never on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from vigil.errors import BackupError, TransientError
+
+READ = 1 << 20
+STDERR_KEEP = 16 << 10
+
+# Server messages that mean "try again later", for PostgreSQL and MariaDB/MySQL.
+TRANSIENT = re.compile(
+    r"could not connect|connection refused|can't connect|the database system is (starting up|shutting down)"
+    r"|timeout expired|timed out|server closed the connection|lost connection|gone away|too many connections"
+    r"|no route to host|could not translate host name|Unknown MySQL server host|errno: 111|\(111\)",
+    re.IGNORECASE,
+)
+
+
+def which(*names: str, extra_dirs: list[str] | None = None) -> str | None:
+    for name in names:
+        for d in extra_dirs or []:
+            p = Path(d) / name
+            if p.is_file() and os.access(p, os.X_OK):
+                return str(p)
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@contextmanager
+def secret_file(tmp_dir: Path, content: str, prefix: str) -> Iterator[Path]:
+    """A 0600 file holding credentials for the duration of a child's run."""
+    tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=tmp_dir)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, content.encode())
+        os.close(fd)
+        yield Path(name)
+    finally:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+
+
+def classify(what: str, stderr: str, code: int | None = None) -> BackupError:
+    """A child's failure as an error: transient (retried) or permanent."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    detail = "; ".join(lines[-3:]) if lines else (f"exit status {code}" if code is not None else "failed")
+    if code is not None and code < 0:
+        detail = f"killed by signal {-code}" + (f": {detail}" if lines else "")
+    cls = TransientError if TRANSIENT.search(stderr) else BackupError
+    return cls(f"{what}: {detail}")
+
+
+def run(argv: list[str], env: dict[str, str], what: str, input_: bytes | None = None,
+        timeout: float = 300) -> str:
+    """Run a client command to completion; its stdout, or a classified error."""
+    try:
+        proc = subprocess.run(argv, input=input_, capture_output=True, env=env, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise BackupError(f"{what}: {argv[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise TransientError(f"{what}: timed out after {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        raise classify(what, proc.stderr.decode(errors="replace"), proc.returncode)
+    return proc.stdout.decode(errors="replace")
+
+
+class Child:
+    """A producer process: stdout to read, stderr collected, exit checked."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], what: str, stdin: IO[bytes] | int | None = None,
+                 stdout: IO[bytes] | int | None = subprocess.PIPE) -> None:
+        self.what = what
+        try:
+            self.proc = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                         stdout=stdout, stderr=subprocess.PIPE, env=env)
+        except FileNotFoundError:
+            raise BackupError(f"{what}: {argv[0]} not found") from None
+        self._err = bytearray()
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):  # type: ignore[union-attr]
+            self._err += chunk
+            del self._err[:-STDERR_KEEP]
+
+    @property
+    def stderr(self) -> str:
+        return self._err.decode(errors="replace")
+
+    def stream_to(self, write: Callable[[bytes], None]) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read(READ):
+            write(chunk)
+
+    def finish(self) -> None:
+        """Wait for the child; raise a classified error when it failed."""
+        code = self.proc.wait()
+        self._thread.join()
+        if code != 0:
+            raise classify(self.what, self.stderr, code)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Child":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()  # on any way out; a finished child is left alone
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MYSQL"))}
+    env.update(extra)
+    env.setdefault("LC_ALL", "C.UTF-8")
+    return env

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,23 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-
-VIGIL = shutil.which("vigil", path=str(Path(sys.executable).parent)) or shutil.which("vigil")
-
-
-def vigil(*args: str, config: Path | None = None, check: int | None = None, env: dict | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the installed vigil command as a user would."""
-    cmd = [VIGIL] + (["--config", str(config)] if config else []) + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-    if check is not None:
-        assert proc.returncode == check, f"{cmd} -> {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
-    return proc
-
-
-def vigil_json(*args: str, config: Path) -> list | dict:
-    return json.loads(vigil(*args, "--json", config=config, check=0).stdout)
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 @pytest.fixture
@@ -54,24 +34,6 @@ def app_tree(tmp_path: Path) -> Path:
     root = tmp_path / "www"
     generate(root, "small")
     return root
-
-
-def files_job_body(src: Path, dest: Path, extra: str = "") -> str:
-    return textwrap.dedent(f"""
-        [[source]]
-        type = "files"
-        name = "app"
-        path = "{src}"
-        {extra}
-        [[destination]]
-        type = "local"
-        path = "{dest}"
-    """)
-
-
-def committed(dest: Path, job: str = "app") -> list[Path]:
-    d = dest / job
-    return sorted(p for p in d.iterdir() if (p / "manifest.json").exists()) if d.exists() else []
 
 
 @pytest.fixture(scope="session")
@@ -106,25 +68,6 @@ def http_recorder():
     rec.start()
     yield rec
     rec.stop()
-
-
-def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]') -> str:
-    from servers import SMTP_USER
-
-    return textwrap.dedent(f"""
-        [[notify]]
-        type = "email"
-        on = {on}
-        smtp_host = "127.0.0.1"
-        smtp_port = {smtp.port}
-        starttls = true
-        tls_ca_file = "{smtp.ca_file}"
-        username = "{SMTP_USER}"
-        password_env = "VIGIL_TEST_SMTP_PASSWORD"
-        from = "vigil@example.test"
-        to = ["ops@example.test", "oncall@example.test"]
-        timeout = "10s"
-    """)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import vigil
+from helpers import vigil
 
 GOOD = """
 [[source]]

@@ -13,9 +13,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conftest import VIGIL, committed, email_notify, files_job_body, vigil, vigil_json
+from helpers import VIGIL, committed, email_notify, files_job_body, vigil, vigil_json, wait_for_step
 from servers import SMTP_PASSWORD, free_port
-from test_run import wait_for_step
 
 HOST = socket.gethostname()
 

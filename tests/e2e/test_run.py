@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from conftest import VIGIL, committed, files_job_body, vigil, vigil_json
+from helpers import VIGIL, committed, files_job_body, vigil, vigil_json, wait_for_step
 
 
 def extract_with_tar(archive: Path, into: Path, tar: str = "tar") -> None:
@@ -270,18 +270,6 @@ def test_missing_source_root_fails_at_its_step(tmp_path, make_job):
     [run] = vigil_json("runs", config=missing)
     assert run["outcome"] == "failed" and run["step"] == "source:app"
     assert not committed(dest, "gone")
-
-
-def wait_for_step(job: Path, prefix: str, timeout: float = 30) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        proc = vigil("runs", "--json", config=job)
-        if proc.returncode == 0:
-            rows = [r for r in json.loads(proc.stdout) if r["outcome"] == "running"]
-            if rows and (rows[0]["step"] or "").startswith(prefix):
-                return rows[0]
-        time.sleep(0.05)
-    raise AssertionError(f"run never reached step {prefix}")
 
 
 @pytest.fixture

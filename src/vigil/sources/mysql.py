@@ -72,13 +72,13 @@ class Mysql:
                 lines.append(f"{key}={_option_value(str(value))}")
         if self._password is not None:
             lines.append(f"password={_option_value(self._password)}")
-        lines.append("connect-timeout=10")
         with secret_file(self.tmp_dir, "\n".join(lines) + "\n", "my-") as path:
             yield f"--defaults-extra-file={path}"
 
     def sql(self, statement: str, database: str | None = None) -> list[list[str]]:
         with self.defaults() as opt:
-            argv = [self.client_tool(), opt, "--batch", "--skip-column-names", "--raw", "-e", statement]
+            argv = [self.client_tool(), opt, "--connect-timeout=10", "--batch", "--skip-column-names", "--raw",
+                    "-e", statement]
             if database:
                 argv.append(database)
             out = run(argv, child_env(), f"{self.label}: {Path(argv[0]).name}")

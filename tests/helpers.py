@@ -1,0 +1,81 @@
+"""Helpers shared by the test modules: run the installed vigil, job snippets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+VIGIL = shutil.which("vigil", path=str(Path(sys.executable).parent)) or shutil.which("vigil")
+
+
+def vigil(*args: str, config: Path | None = None, check: int | None = None, env: dict | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the installed vigil command as a user would."""
+    cmd = [VIGIL] + (["--config", str(config)] if config else []) + list(args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check is not None:
+        assert proc.returncode == check, f"{cmd} -> {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
+    return proc
+
+
+def vigil_json(*args: str, config: Path) -> list | dict:
+    return json.loads(vigil(*args, "--json", config=config, check=0).stdout)
+
+
+def files_job_body(src: Path, dest: Path, extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        [[source]]
+        type = "files"
+        name = "app"
+        path = "{src}"
+        {extra}
+        [[destination]]
+        type = "local"
+        path = "{dest}"
+    """)
+
+
+def committed(dest: Path, job: str = "app") -> list[Path]:
+    d = dest / job
+    return sorted(p for p in d.iterdir() if (p / "manifest.json").exists()) if d.exists() else []
+
+
+def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]') -> str:
+    from servers import SMTP_USER
+
+    return textwrap.dedent(f"""
+        [[notify]]
+        type = "email"
+        on = {on}
+        smtp_host = "127.0.0.1"
+        smtp_port = {smtp.port}
+        starttls = true
+        tls_ca_file = "{smtp.ca_file}"
+        username = "{SMTP_USER}"
+        password_env = "VIGIL_TEST_SMTP_PASSWORD"
+        from = "vigil@example.test"
+        to = ["ops@example.test", "oncall@example.test"]
+        timeout = "10s"
+    """)
+
+
+
+
+def wait_for_step(job: Path, prefix: str, timeout: float = 30) -> dict:
+    """Poll the journal until the running attempt of the job reaches a step."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        proc = vigil("runs", "--json", config=job)
+        if proc.returncode == 0:
+            rows = [r for r in json.loads(proc.stdout) if r["outcome"] == "running"]
+            if rows and (rows[0]["step"] or "").startswith(prefix):
+                return rows[0]
+        time.sleep(0.05)
+    raise AssertionError(f"run never reached step {prefix}")

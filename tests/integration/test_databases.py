@@ -1,0 +1,365 @@
+"""PostgreSQL and MariaDB sources against real servers started by the fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from helpers import VIGIL, committed, vigil, vigil_json, wait_for_step
+from dbservers import MY_PASSWORD, PG_PASSWORD
+from servers import free_port
+
+
+def pg_job(make_job, tmp_path: Path, server, db: str, port: int | None = None, extra: str = "") -> Path:
+    return make_job(textwrap.dedent(f"""
+        [[source]]
+        type = "postgres"
+        name = "db"
+        host = "127.0.0.1"
+        port = {port or server.port}
+        user = "postgres"
+        password_env = "VIGIL_TEST_PGPASS"
+        database = "{db}"
+        [[destination]]
+        type = "local"
+        path = "{tmp_path / 'backups'}"
+        [retry]
+        attempts = 2
+        delay = "1s"
+    """) + extra)
+
+
+def my_job(make_job, tmp_path: Path, server, db: str, port: int | None = None, extra: str = "") -> Path:
+    return make_job(textwrap.dedent(f"""
+        [[source]]
+        type = "mysql"
+        name = "db"
+        host = "127.0.0.1"
+        port = {port or server.port}
+        user = "{server.user}"
+        password_file = "{tmp_path / 'mypass'}"
+        database = "{db}"
+        [[destination]]
+        type = "local"
+        path = "{tmp_path / 'backups'}"
+        [retry]
+        attempts = 2
+        delay = "1s"
+    """) + extra)
+
+
+@pytest.fixture(autouse=True)
+def _secrets(monkeypatch, tmp_path):
+    monkeypatch.setenv("VIGIL_TEST_PGPASS", PG_PASSWORD)
+    (tmp_path / "mypass").write_text(MY_PASSWORD + "\n")
+    (tmp_path / "mypass").chmod(0o600)
+
+
+def new_db(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(3)}"
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+PG_SCHEMA = """
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text, avatar bytea, note text);
+INSERT INTO customers (name, email, avatar, note) VALUES
+  ('Zoë Ærøskøbing 名前', 'zoe@example.com', '\\x00ff10ee'::bytea, NULL),
+  ('O''Brien "quoted"', NULL, NULL, E'multi\\nline\\ttab'),
+  ('emoji 🎉', 'e@example.com', decode(repeat('ab', 5000), 'hex'), '');
+CREATE SEQUENCE invoice_no START 1000;
+SELECT nextval('invoice_no'), nextval('invoice_no');
+CREATE VIEW customer_names AS SELECT name FROM customers;
+CREATE TABLE audit (id serial, what text);
+CREATE FUNCTION log_customer() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO audit (what) VALUES ('insert ' || NEW.name); RETURN NEW; END $$;
+CREATE TRIGGER customers_audit AFTER INSERT ON customers FOR EACH ROW EXECUTE FUNCTION log_customer();
+CREATE TABLE ledger (id bigserial PRIMARY KEY, amount integer NOT NULL);
+"""
+
+
+def pg_fingerprint(server, db: str) -> dict[str, str]:
+    tables = server.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", db).split()
+    out = {t: server.psql(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t", db)
+           for t in tables}
+    out["seq"] = server.psql("SELECT last_value FROM invoice_no", db)
+    out["view"] = server.psql("SELECT count(*) FROM customer_names", db)
+    out["trigger"] = server.psql("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal", db)
+    return out
+
+
+def test_postgres_round_trip(tmp_path, make_job, postgres):
+    db = new_db("shop")
+    postgres.psql(f"CREATE DATABASE {db}")
+    postgres.psql(PG_SCHEMA, db)
+    postgres.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 1000000) g",
+                  db)
+    job = pg_job(make_job, tmp_path, postgres, db)
+    vigil("run", config=job, check=0)
+    [backup] = committed(tmp_path / "backups")
+    manifest = json.loads((backup / "manifest.json").read_text())
+    [art] = manifest["artifacts"]
+    assert art["name"] == "db-db.pgdump.zst" and art["tables"]["public.big"] == 1_000_000
+    assert art["tables"]["public.customers"] == 3
+
+    # By hand, without vigil: zstd -d | pg_restore.
+    manual = new_db("manual")
+    postgres.psql(f"CREATE DATABASE {manual}")
+    env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
+    subprocess.run(f"zstd -dc < '{backup / art['name']}' | pg_restore -h 127.0.0.1 -p {postgres.port} "
+                   f"-U postgres -d {manual} --exit-on-error", shell=True, check=True, env=env)
+
+    restored = new_db("restored")
+    out = vigil("restore", "app", "latest", "--source", "db", "--to-database", restored, config=job, check=0)
+    assert restored in out.stdout
+    want = pg_fingerprint(postgres, db)
+    assert pg_fingerprint(postgres, restored) == want
+    assert pg_fingerprint(postgres, manual) == want
+
+    # An existing non-empty database is refused without --force.
+    refused = vigil("restore", "app", "latest", "--source", "db", "--to-database", restored, config=job)
+    assert refused.returncode != 0 and "not empty" in refused.stderr
+
+    vigil("verify", "app", "latest", "--deep", config=job, check=0)
+    ok = vigil("verify", "app", "latest", "--restore-test", config=job, check=0)
+    assert "restore test" in ok.stdout
+    assert "vigil_restoretest" not in postgres.psql("SELECT string_agg(datname, ' ') FROM pg_database")
+
+    to_file = tmp_path / "plain.pgdump"
+    vigil("restore", "app", "latest", "--source", "db", "--to-file", str(to_file), config=job, check=0)
+    assert to_file.read_bytes()[:5] == b"PGDMP"
+
+
+def test_postgres_backup_is_consistent_while_written(tmp_path, make_job, postgres):
+    db = new_db("busy")
+    postgres.psql(f"CREATE DATABASE {db}")
+    postgres.psql("CREATE TABLE ledger (id bigserial PRIMARY KEY, amount integer NOT NULL);"
+                  "CREATE TABLE filler AS SELECT g, md5(g::text) FROM generate_series(1, 300000) g", db)
+    writer = postgres.background(
+        "DO $$ BEGIN FOR i IN 1..200000 LOOP INSERT INTO ledger (amount) VALUES (i); "
+        "INSERT INTO ledger (amount) VALUES (-i); COMMIT; END LOOP; END $$", db)
+    try:
+        time.sleep(0.5)
+        job = pg_job(make_job, tmp_path, postgres, db)
+        vigil("run", config=job, check=0)
+    finally:
+        writer.kill()
+        writer.wait()
+    restored = new_db("busy_restored")
+    vigil("restore", "app", "latest", "--source", "db", "--to-database", restored, config=job, check=0)
+    assert postgres.psql("SELECT coalesce(sum(amount), 0) FROM ledger", restored) == "0"
+    count = int(postgres.psql("SELECT count(*) FROM ledger", restored))
+    assert count > 0 and count % 2 == 0
+    [run] = vigil_json("list", config=job)
+    manifest = json.loads((tmp_path / "backups/app" / run["id"] / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["tables"]["public.ledger"] == count  # counted in the dump's snapshot
+
+
+def test_postgres_server_down_is_retried_then_fails(tmp_path, make_job, postgres):
+    job = pg_job(make_job, tmp_path, postgres, "postgres", port=free_port())
+    proc = vigil("run", config=job, check=1)
+    assert "retry 1 of 1" in proc.stderr
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "failed" and run["step"] == "source:db"
+    assert not committed(tmp_path / "backups")
+
+
+def test_postgres_wrong_password_fails_at_once(tmp_path, make_job, postgres, monkeypatch):
+    wrong = "wrong-Secret-123"
+    monkeypatch.setenv("VIGIL_TEST_PGPASS", wrong)
+    job = pg_job(make_job, tmp_path, postgres, "postgres")
+    start = time.monotonic()
+    proc = vigil("run", config=job, check=1)
+    assert time.monotonic() - start < 10
+    assert "retry" not in proc.stderr
+    assert "password authentication failed" in proc.stderr
+    assert wrong not in proc.stderr + proc.stdout
+    for f in (tmp_path / "state").rglob("*"):
+        if f.is_file():
+            assert wrong.encode() not in f.read_bytes()
+
+
+def _children_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and Path(cmd[0].decode(errors="replace")).name == name:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _secrets_in_process_list(secret: str, stop: threading.Event, found: list[str]) -> None:
+    while not stop.is_set():
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+                except OSError:
+                    continue
+                if secret in cmd:
+                    found.append(cmd)
+        time.sleep(0.01)
+
+
+def test_postgres_killed_dump_fails_and_password_never_on_a_command_line(tmp_path, make_job, postgres):
+    db = new_db("kill")
+    postgres.psql(f"CREATE DATABASE {db}")
+    postgres.psql("CREATE TABLE big AS SELECT g, md5(g::text) AS a, md5((g+1)::text) AS b "
+                  "FROM generate_series(1, 2000000) g", db)
+    job = pg_job(make_job, tmp_path, postgres, db)
+    stop, found = threading.Event(), []
+    watcher = threading.Thread(target=_secrets_in_process_list, args=(PG_PASSWORD, stop, found))
+    watcher.start()
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_step(job, "source:")
+        deadline = time.time() + 30
+        while not (pids := _children_named("pg_dump")) and time.time() < deadline:
+            time.sleep(0.01)
+        assert pids, "pg_dump never started"
+        os.kill(pids[0], 9)
+        assert proc.wait(timeout=60) == 1
+    finally:
+        stop.set()
+        watcher.join()
+    assert found == []
+    assert "pg_dump" in proc.stderr.read()
+    assert not committed(tmp_path / "backups")
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "failed" and run["step"] == "source:db"
+
+
+# --- MariaDB ----------------------------------------------------------------------------
+
+MY_SCHEMA = """
+CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL, email VARCHAR(200),
+  avatar BLOB, note TEXT) CHARACTER SET utf8mb4;
+INSERT INTO customers (name, email, avatar, note) VALUES
+  ('Zoë Ærøskøbing 名前', 'zoe@example.com', X'00FF10EE', NULL),
+  ('O''Brien "quoted"', NULL, NULL, 'multi\\nline\\ttab'),
+  ('emoji 🎉', 'e@example.com', REPEAT(X'AB', 5000), '');
+CREATE VIEW customer_names AS SELECT name FROM customers;
+CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, what TEXT);
+CREATE TRIGGER customers_audit AFTER INSERT ON customers FOR EACH ROW INSERT INTO audit (what) VALUES (NEW.name);
+CREATE PROCEDURE add_customer(IN n VARCHAR(200)) INSERT INTO customers (name) VALUES (n);
+CREATE TABLE ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;
+"""
+
+
+def my_fingerprint(server, db: str) -> dict[str, str]:
+    tables = server.root_sql("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                             f"'{db}' AND table_type = 'BASE TABLE' ORDER BY 1").split()
+    out = {t: server.root_sql(f"CHECKSUM TABLE `{t}`", db).split()[-1] for t in tables}
+    out["routines"] = server.root_sql(f"SELECT GROUP_CONCAT(routine_name) FROM information_schema.routines "
+                                      f"WHERE routine_schema = '{db}'")
+    out["triggers"] = server.root_sql(f"SELECT GROUP_CONCAT(trigger_name) FROM information_schema.triggers "
+                                      f"WHERE trigger_schema = '{db}'")
+    out["view"] = server.root_sql("SELECT COUNT(*) FROM customer_names", db)
+    return out
+
+
+def test_mariadb_round_trip(tmp_path, make_job, mariadb):
+    db = new_db("shop")
+    mariadb.root_sql(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
+    mariadb.root_sql(MY_SCHEMA, db)
+    mariadb.root_sql("CREATE TABLE big (id INT PRIMARY KEY, payload CHAR(32)) ENGINE=InnoDB; "
+                     "INSERT INTO big SELECT seq, MD5(seq) FROM seq_1_to_1000000", db)
+    job = my_job(make_job, tmp_path, mariadb, db)
+    vigil("run", config=job, check=0)
+    [backup] = committed(tmp_path / "backups")
+    [art] = json.loads((backup / "manifest.json").read_text())["artifacts"]
+    assert art["name"] == "db-db.sql.zst" and art["tables"]["big"] == 1_000_000
+
+    # By hand, without vigil: zstd -d | mariadb.
+    manual = new_db("manual")
+    mariadb.root_sql(f"CREATE DATABASE {manual} CHARACTER SET utf8mb4")
+    subprocess.run(f"zstd -dc < '{backup / art['name']}' | mariadb --no-defaults --socket={mariadb.socket} "
+                   f"-uroot {manual}", shell=True, check=True)
+
+    restored = new_db("restored")
+    vigil("restore", "app", "latest", "--source", "db", "--to-database", restored, config=job, check=0)
+    want = my_fingerprint(mariadb, db)
+    assert my_fingerprint(mariadb, restored) == want
+    assert my_fingerprint(mariadb, manual) == want
+    vigil("verify", "app", "latest", "--deep", "--restore-test", config=job, check=0)
+    assert "vigil_restoretest" not in mariadb.root_sql("SHOW DATABASES")
+
+
+def test_mariadb_backup_is_consistent_while_written(tmp_path, make_job, mariadb):
+    db = new_db("busy")
+    mariadb.root_sql(f"CREATE DATABASE {db}")
+    mariadb.root_sql("CREATE TABLE ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;"
+                     "CREATE TABLE filler (id INT PRIMARY KEY, p CHAR(32)) ENGINE=InnoDB;"
+                     "INSERT INTO filler SELECT seq, MD5(seq) FROM seq_1_to_300000;\n"
+                     "DELIMITER //\n"
+                     "CREATE PROCEDURE churn() BEGIN DECLARE i INT DEFAULT 0; WHILE i < 200000 DO "
+                     "START TRANSACTION; INSERT INTO ledger (amount) VALUES (i); "
+                     "INSERT INTO ledger (amount) VALUES (-i); COMMIT; SET i = i + 1; END WHILE; END //", db)
+    writer = mariadb.background("CALL churn()", db)
+    try:
+        time.sleep(0.5)
+        job = my_job(make_job, tmp_path, mariadb, db)
+        vigil("run", config=job, check=0)
+    finally:
+        writer.kill()
+        writer.wait()
+    restored = new_db("busy_restored")
+    vigil("restore", "app", "latest", "--source", "db", "--to-database", restored, config=job, check=0)
+    assert mariadb.root_sql("SELECT COALESCE(SUM(amount), 0) FROM ledger", restored) == "0"
+    assert int(mariadb.root_sql("SELECT COUNT(*) FROM ledger", restored)) % 2 == 0
+
+
+def test_mariadb_server_down_and_wrong_password(tmp_path, make_job, mariadb):
+    down = my_job(make_job, tmp_path, mariadb, "mysql", port=free_port())
+    proc = vigil("run", config=down, check=1)
+    assert "retry 1 of 1" in proc.stderr
+    [run] = vigil_json("runs", config=down)
+    assert run["step"] == "source:db" and not committed(tmp_path / "backups")
+
+    (tmp_path / "mypass").write_text("wrong-Secret-456\n")
+    job = my_job(make_job, tmp_path, mariadb, "mysql")
+    proc = vigil("run", config=job, check=1)
+    assert "retry" not in proc.stderr and "Access denied" in proc.stderr
+    assert "wrong-Secret-456" not in proc.stderr
+
+
+def test_restore_test_names_the_table_when_rows_were_dropped(tmp_path, make_job, mariadb):
+    db = new_db("edit")
+    mariadb.root_sql(f"CREATE DATABASE {db}")
+    mariadb.root_sql("CREATE TABLE orders (id INT PRIMARY KEY, total INT); "
+                     "INSERT INTO orders SELECT seq, seq * 10 FROM seq_1_to_100; "
+                     "CREATE TABLE users (id INT PRIMARY KEY); INSERT INTO users VALUES (1), (2)", db)
+    job = my_job(make_job, tmp_path, mariadb, db)
+    vigil("run", config=job, check=0)
+    vigil("verify", "app", "latest", "--restore-test", config=job, check=0)
+
+    # Someone edits the dump to drop rows, and fixes up the manifest so plain verify passes.
+    [backup] = committed(tmp_path / "backups")
+    path = backup / "db-db.sql.zst"
+    sql = zstandard.decompress(path.read_bytes(), max_output_size=1 << 30)
+    edited = sql.replace(b"(1,10),", b"").replace(b"(2,20),", b"")
+    assert edited != sql
+    data = zstandard.compress(edited)
+    path.write_bytes(data)
+    manifest = json.loads((backup / "manifest.json").read_text())
+    import hashlib
+
+    manifest["artifacts"][0].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    vigil("verify", "app", "latest", config=job, check=0)
+    proc = vigil("verify", "app", "latest", "--restore-test", config=job, check=1)
+    assert "table orders: 98 rows restored, 100 at backup time" in proc.stdout
+    assert "users" not in proc.stdout.split("DAMAGED")[1]

@@ -97,6 +97,8 @@ class Mariadb:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mariadbd exited: {(self.dir / 'err').read_text()[-2000:]}")
             if self.root_sql("SELECT 1", check=False) == "1":
                 break
             time.sleep(0.2)
@@ -128,14 +130,38 @@ class Mariadb:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _tcp_ok(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start(make, attempts: int = 3):
+    """free_port() can race with other test workers: retry on a fresh port if TCP is not ours."""
+    for attempt in range(attempts):
+        server = make()
+        try:
+            server.start()
+            if _tcp_ok(server.port):
+                return server
+        except (subprocess.CalledProcessError, RuntimeError):
+            if attempt == attempts - 1:
+                raise
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    raise RuntimeError("could not start a test database server on a free port")
+
+
 def start_postgres() -> Postgres:
-    server = Postgres(port=free_port(), dir=Path(tempfile.mkdtemp(prefix="vigil-pg-")))
-    server.dir.chmod(0o755)
-    server.start()
-    return server
+    def make() -> Postgres:
+        server = Postgres(port=free_port(), dir=Path(tempfile.mkdtemp(prefix="vigil-pg-")))
+        server.dir.chmod(0o755)
+        return server
+
+    return _start(make)
 
 
 def start_mariadb() -> Mariadb:
-    server = Mariadb(port=free_port(), dir=Path(tempfile.mkdtemp(prefix="vigil-my-")))
-    server.start()
-    return server
+    return _start(lambda: Mariadb(port=free_port(), dir=Path(tempfile.mkdtemp(prefix="vigil-my-"))))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import shutil
 import subprocess
 import sys
@@ -79,3 +81,21 @@ def wait_for_step(job: Path, prefix: str, timeout: float = 30) -> dict:
                 return rows[0]
         time.sleep(0.05)
     raise AssertionError(f"run never reached step {prefix}")
+
+
+def tree_listing(root: Path) -> dict[str, tuple]:
+    """Everything a restore must reproduce: type, bytes, mode, mtime, link target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), stat.S_IMODE(st.st_mode),
+                            int(st.st_mtime))
+    return out

@@ -280,6 +280,54 @@ def restore(
             print(f"  skipped: {line}")
 
 
+# --- prune ------------------------------------------------------------------------------
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    job: Annotated[Optional[str], typer.Argument(help="Job [default: all]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show every decision, delete nothing")] = False,
+) -> None:
+    """Apply the retention policy: delete backups no rule keeps."""
+    from vigil.prune import prune_job
+
+    failed = False
+    for j in _one_job(ctx, job):
+        last = _last_finished_run(j)
+        if last is not None and last.outcome != SUCCESS and not dry_run:
+            print(f"vigil: {j.name}: not pruning: the last run ({last.run_id}) {last.outcome}; "
+                  "prune after a successful run", file=sys.stderr)
+            failed = True
+            continue
+        try:
+            outcomes = prune_job(j, dry_run, log)
+        except VigilError as exc:
+            print(f"vigil: {j.name}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for o in outcomes:
+            rows = [[d.backup.id, iso(d.backup.time) or "", "keep" if d.keep else
+                     ("would delete" if dry_run else "deleted"), ", ".join(d.reasons) or "-"] for d in o.decisions]
+            print(f"{j.name} on {o.destination}:")
+            print(_table(rows, ["ID", "STARTED", "DECISION", "KEPT BY"]) if rows else "  no backups")
+            for p in o.partials_removed:
+                print(f"  unfinished backup {p}: {'would remove' if dry_run else 'removed'}")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _last_finished_run(job: Job):
+    js = journals([job])
+    if not js:
+        return None
+    journal = next(iter(js.values()))
+    try:
+        rows = [r for r in journal.runs(job.name) if r.outcome not in ("skipped", "running")]
+    finally:
+        journal.close()
+    return rows[0] if rows else None
+
+
 # --- notify ---------------------------------------------------------------------------
 
 notify_app = typer.Typer(help="Deliver queued notifications, or test every channel.", no_args_is_help=True)

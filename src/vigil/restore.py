@@ -26,7 +26,7 @@ from vigil.config import Job
 from vigil.destinations import make_destination
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
-from vigil.reading import ArtifactReader, find_backup
+from vigil.reading import ArtifactReader, ChecksumError, find_backup
 from vigil.sources.files import compile_patterns
 from vigil.verify import IterReader, engine_for, load_index
 
@@ -170,8 +170,12 @@ class _Extractor:
                 os.chmod(fd, mode)
                 os.utime(fd, (mtime, mtime))
         except tarfile.TarError as exc:
-            stream.drain()
+            stream.drain()  # a damaged artifact raises its checksum error here
             raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
+        except BackupError as exc:
+            if not isinstance(exc, ChecksumError):
+                stream.drain()  # the root cause first: was the stored artifact damaged?
+            raise
         finally:
             for fd in self._fds.values():
                 os.close(fd)

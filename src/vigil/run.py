@@ -28,6 +28,7 @@ from vigil.hooks import run_hooks
 from vigil.journal import Journal, RunRow
 from vigil.lock import JobLock, LockHeld
 from vigil.manifest import Artifact, Manifest, new_backup_id
+from vigil.prune import prune_job
 from vigil.sources import Source, SourceContext, make_source
 from vigil.stream import ArtifactStream, FanOut
 from vigil.timeutil import iso, utcnow
@@ -329,6 +330,9 @@ class Run:
             self._hooks_started = bool(job.hooks.before)
             run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env())
             backup_set = self._back_up(sources, destinations, ctx)
+            self._enter("retention")
+            # Only here: after a backup committed everywhere. A failed run never prunes.
+            prune_job(job, dry_run=False, log=self.log, only=self.committed_on)
         except BaseException:
             self._after_hooks(failed=True)
             raise

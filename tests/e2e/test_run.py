@@ -17,30 +17,12 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helpers import VIGIL, committed, files_job_body, vigil, vigil_json, wait_for_step
+from helpers import VIGIL, tree_listing, committed, files_job_body, vigil, vigil_json, wait_for_step
 
 
 def extract_with_tar(archive: Path, into: Path, tar: str = "tar") -> None:
     into.mkdir()
     subprocess.run(f"zstd -dc < '{archive}' | {tar} -x -f - -C '{into}'", shell=True, check=True)
-
-
-def tree_listing(root: Path) -> dict[str, tuple]:
-    """Everything a restore must reproduce: type, bytes, mode, mtime, link target."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            st = p.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            else:
-                out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), stat.S_IMODE(st.st_mode),
-                            int(st.st_mtime))
-    return out
 
 
 def test_round_trip_with_real_tar_and_zstd(tmp_path, make_job, app_tree):

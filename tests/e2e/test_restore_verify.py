@@ -1,0 +1,183 @@
+"""verify, restore and prune as a user runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import zstandard
+
+from helpers import committed, files_job_body, tree_listing, vigil, vigil_json
+
+BACKUP_ID = "20260101T000000Z-abcdef"
+
+
+def test_restore_round_trip_is_identical(tmp_path, make_job, app_tree):
+    (app_tree / "ünï code.txt").write_text("x")
+    os.symlink("/etc/hostname", app_tree / "abs-link")
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    target = tmp_path / "restored"
+    out = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    assert "restored source app" in out.stdout
+    assert tree_listing(target) == tree_listing(app_tree)
+    link = target / "config/app.hardlink.php"
+    twins = [p for p in (target / "config").iterdir() if p.stat().st_ino == link.stat().st_ino]
+    assert len(twins) == 2  # hard-link identity survives
+
+    summary = json.loads(vigil("restore", "app", "latest", "--source", "app", "--to", str(tmp_path / "r2"),
+                               "--json", config=job, check=0).stdout)
+    assert summary["entries"] > 500 and summary["bytes"] > 0 and "seconds" in summary
+
+    # Not into a non-empty directory without --force; with it, yes.
+    refused = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job)
+    assert refused.returncode == 2 and "not empty" in refused.stderr
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), "--force", config=job, check=0)
+    assert tree_listing(target) == tree_listing(app_tree)
+
+
+def test_restore_include_subset(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    target = tmp_path / "part"
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), "--include", "config/",
+          "--include", "routes/*.php", config=job, check=0)
+    restored = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
+    assert restored and all(p.startswith(("config/", "routes/")) for p in restored)
+    # gitignore semantics: "config/" is the whole directory, "routes/*.php" its direct children only.
+    assert restored == {str(p.relative_to(app_tree)) for p in app_tree.rglob("*") if p.is_file()
+                        and (str(p.relative_to(app_tree)).startswith("config/")
+                             or (p.parent == app_tree / "routes" and p.suffix == ".php"))}
+
+
+def craft_backup(dest: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> None:
+    """A committed backup whose archive holds exactly these members."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    d = dest / "app" / BACKUP_ID
+    d.mkdir(parents=True)
+    arts = []
+    for name, typ, raw in (("files-app.tar.zst", "files", buf.getvalue()), ("index-app.jsonl.zst", "index", b"")):
+        data = zstandard.compress(raw)
+        (d / name).write_bytes(data)
+        arts.append({"name": name, "source": "app", "type": typ, "size": len(data),
+                     "sha256": hashlib.sha256(data).hexdigest(), "compression": "zstd"})
+    (d / "manifest.json").write_text(json.dumps({
+        "format": 1, "id": BACKUP_ID, "job": "app", "host": "h", "vigil_version": "0",
+        "started_at": "2026-01-01T00:00:00.000Z", "finished_at": "2026-01-01T00:00:01.000Z",
+        "artifacts": arts, "warnings": []}))
+
+
+def member(name: str, data: bytes | None = b"evil\n", **kw) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    for k, v in kw.items():
+        setattr(info, k, v)
+    if data is not None and info.type == tarfile.REGTYPE:
+        info.size = len(data)
+    else:
+        data = None
+    return info, data
+
+
+def test_hostile_archives_write_nothing_outside(tmp_path, make_job):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cases = {
+        "absolute": [member(str(outside / "abs.txt"))],
+        "dotdot": [member("ok.txt"), member(f"../../{outside.name}/dotdot.txt")],
+        "through-symlink": [member("link", type=tarfile.SYMTYPE, linkname=str(outside)),
+                            member("link/through.txt")],
+        "relative-symlink": [member("up", type=tarfile.SYMTYPE, linkname=".."),
+                             member("up/outside/rel.txt")],
+        "hardlink-out": [member("hl", type=tarfile.LNKTYPE, linkname="../outside/victim")],
+    }
+    for name, members in cases.items():
+        dest = tmp_path / f"dest-{name}"
+        craft_backup(dest, members)
+        job = make_job(files_job_body(tmp_path / "src", dest), name="app")
+        target = tmp_path / f"target-{name}"
+        proc = vigil("restore", "app", BACKUP_ID, "--source", "app", "--to", str(target), config=job)
+        assert proc.returncode == 1, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr and "refus" in proc.stderr, (name, proc.stderr)
+        assert list(outside.iterdir()) == [], name
+    assert not (tmp_path / "dotdot.txt").exists()
+
+
+def test_absolute_symlink_is_restored_as_data(tmp_path, make_job):
+    dest = tmp_path / "dest"
+    craft_backup(dest, [member("public/storage", type=tarfile.SYMTYPE, linkname="/var/www/storage/app/public")])
+    job = make_job(files_job_body(tmp_path / "src", dest))
+    vigil("restore", "app", BACKUP_ID, "--source", "app", "--to", str(tmp_path / "t"), config=job, check=0)
+    assert os.readlink(tmp_path / "t/public/storage") == "/var/www/storage/app/public"
+
+
+def test_flipped_byte_is_found_by_verify_and_stops_restore(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    vigil("verify", config=job, check=0)
+    [backup] = committed(tmp_path / "backups")
+    art = backup / "files-app.tar.zst"
+    data = bytearray(art.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    art.write_bytes(bytes(data))
+
+    for args in (["verify"], ["verify", "app", "latest", "--deep"]):
+        proc = vigil(*args, config=job, check=1)
+        assert "files-app.tar.zst" in proc.stdout and "checksum mismatch" in proc.stdout, proc.stdout
+
+    target = tmp_path / "restored"
+    proc = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=1)
+    assert "checksum mismatch" in proc.stderr
+    # Whatever was restored before the damage is exactly the original; nothing half-written remains.
+    for p in target.rglob("*"):
+        assert not p.name.startswith(".vigil-restore-"), p
+        if p.is_file() and not p.is_symlink():
+            assert p.read_bytes() == (app_tree / p.relative_to(target)).read_bytes(), p
+
+
+def test_verify_missing_artifact_and_unknown_backup(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    [backup] = committed(tmp_path / "backups")
+    (backup / "index-app.jsonl.zst").unlink()
+    proc = vigil("verify", config=job, check=1)
+    assert "index-app.jsonl.zst" in proc.stdout
+    assert vigil("verify", "app", "20200101T000000Z-000000", config=job).returncode == 2
+
+
+def test_prune_dry_run_real_run_and_refusal_after_failure(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 2\n")
+    for _ in range(3):
+        vigil("run", config=job, check=0)
+    assert len(committed(dest)) == 2  # retention runs after each committed backup
+    make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n")
+    dry = vigil("prune", "--dry-run", config=job, check=0)
+    assert "would delete" in dry.stdout and "last #1" in dry.stdout
+    assert len(committed(dest)) == 2
+
+    # An unfinished backup from a run killed a day ago is cleaned up.
+    stale = dest / "app" / ".partial-20250101T000000Z-123456"
+    stale.mkdir()
+    (stale / "files-app.tar.zst").write_bytes(b"half")
+    old = time.time() - 2 * 86400
+    os.utime(stale, (old, old))
+
+    bad = make_job(files_job_body(tmp_path / "missing", dest) + "[retention]\nkeep_last = 1\n")
+    vigil("run", config=bad, check=1)
+    refused = vigil("prune", config=bad, check=1)
+    assert "not pruning" in refused.stderr
+    assert len(committed(dest)) == 2
+
+    good = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n")
+    vigil("run", config=good, check=0)
+    assert len(committed(dest)) == 1
+    assert not stale.exists()
+    assert vigil_json("list", config=good)[0]["id"] == committed(dest)[0].name

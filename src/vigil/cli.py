@@ -220,6 +220,48 @@ def runs(
     print(_table(table, ["RUN", "JOB", "OUTCOME", "STEP", "STARTED", "TOOK", "STARTED BY", "DETAIL"]))
 
 
+# --- health ---------------------------------------------------------------------------
+
+
+class HealthFormat(str, Enum):
+    text = "text"
+    nagios = "nagios"
+    json = "json"
+    prometheus = "prometheus"
+
+
+@app.command()
+def health(
+    ctx: typer.Context,
+    jobs: Annotated[Optional[list[str]], typer.Argument(help="Jobs [default: all]")] = None,
+    fmt: Annotated[HealthFormat, typer.Option("--format", help="Output format")] = HealthFormat.text,
+    notify: Annotated[bool, typer.Option("--notify", help="Send unhealthy/recovered on transitions")] = False,
+) -> None:
+    """Is every job backed up recently, and nothing stuck, failed or duplicated? (Nagios exit codes)"""
+    from datetime import datetime, timezone
+
+    from vigil.health import EXIT, RENDERERS, UNKNOWN, overall
+    from vigil.monitor import check, notify_transitions
+
+    try:
+        selected = _state(ctx).jobs(jobs)
+    except ConfigError as exc:
+        # Nagios: a check that cannot run is UNKNOWN, not CRITICAL.
+        print(f"VIGIL UNKNOWN - {exc}" if fmt == HealthFormat.nagios else f"vigil: error: {exc}",
+              file=sys.stdout if fmt == HealthFormat.nagios else sys.stderr)
+        raise typer.Exit(EXIT[UNKNOWN]) from None
+    now = datetime.now(timezone.utc)
+    results = [check(j, now) for j in selected]
+    print(RENDERERS[fmt.value](results))
+    if notify:
+        for j, r in zip(selected, results):
+            try:
+                notify_transitions(j, r, log)
+            except VigilError as exc:
+                log.warning("%s: cannot record health state: %s", j.name, exc)
+    raise typer.Exit(EXIT[overall(results)])
+
+
 # --- verify / restore -------------------------------------------------------------------
 
 

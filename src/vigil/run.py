@@ -28,6 +28,7 @@ from vigil.hooks import run_hooks
 from vigil.journal import Journal, RunRow
 from vigil.lock import JobLock, LockHeld
 from vigil.manifest import Artifact, Manifest, new_backup_id
+from vigil.monitor import write_textfile
 from vigil.prune import prune_job
 from vigil.sources import Source, SourceContext, make_source
 from vigil.stream import ArtifactStream, FanOut
@@ -425,6 +426,7 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - the journal failing must not hide the outcome
             self.log.error("cannot record the outcome in the journal: %s", exc)
         self.log.info("run %s finished: %s", self.run_id, outcome)
+        write_textfile(self.job, self.log)
         self._notify(row, {"log_tail": self.log_tail(), "committed_on": self.committed_on})
         self._close_run_log()
         self.journal.close()

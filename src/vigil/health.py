@@ -1,0 +1,221 @@
+"""Health of each job (SPEC §5): a pure evaluation and its renderers.
+
+`evaluate(facts, now)` takes plain values gathered from the destinations
+(the committed manifests, which survive the loss of the server's disk) and
+from the journal (when there is one) and returns a status with reasons.
+Gathering lives in `gather()`; nothing else here touches the outside world.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from vigil.journal import RunRow
+from vigil.timeutil import format_duration, iso
+
+OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
+EXIT = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}  # worst first when combining jobs
+DUPLICATE_WINDOW = timedelta(hours=24)
+DEFAULT_MAX_AGE = timedelta(hours=25)
+STUCK_AFTER = timedelta(minutes=15)
+
+
+@dataclass
+class Newest:
+    """The two newest complete backups on one destination (or an error reaching it)."""
+
+    destination: str
+    error: str | None = None
+    times: list[datetime] = field(default_factory=list)  # newest first, at most two
+    sizes: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # of the newest
+
+
+@dataclass
+class Facts:
+    job: str
+    max_age: timedelta
+    max_runtime: timedelta
+    destinations: list[Newest]
+    runs: list[RunRow]  # newest first
+    lock_held: bool = False
+    stuck_notifications: int = 0
+    journal_error: str | None = None
+
+
+@dataclass
+class JobHealth:
+    job: str
+    status: str
+    reasons: list[str]
+    last_success_at: datetime | None = None
+    last_backup_bytes: int | None = None
+    last_run_duration: float | None = None
+    age_seconds: float | None = None
+    max_age: timedelta | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job": self.job, "status": self.status, "reasons": self.reasons,
+                "last_success_at": iso(self.last_success_at), "last_backup_bytes": self.last_backup_bytes,
+                "last_run_duration_seconds": self.last_run_duration, "age_seconds": self.age_seconds}
+
+
+def _overlaps(runs: list[RunRow], now: float) -> list[list[RunRow]]:
+    """Groups of attempts that overlapped in time: one started while another was running."""
+    spans = sorted(((r.started_at, r.finished_at if r.finished_at is not None else now, r) for r in runs),
+                   key=lambda s: s[0])
+    groups: list[list[RunRow]] = []
+    current: list[RunRow] = []
+    end = None
+    for start, stop, r in spans:
+        if current and end is not None and start < end:  # started before the other ended
+            current.append(r)
+            end = max(end, stop)
+        else:
+            if len(current) > 1:
+                groups.append(current)
+            current, end = [r], stop
+    if len(current) > 1:
+        groups.append(current)
+    return groups
+
+
+def evaluate(f: Facts, now: datetime) -> JobHealth:
+    crit: list[str] = []
+    warn: list[str] = []
+    ts = now.timestamp()
+    newest_all = [d.times[0] for d in f.destinations if d.times]
+    h = JobHealth(f.job, OK, [], max_age=f.max_age)
+
+    for d in f.destinations:
+        if d.error:
+            crit.append(f"destination {d.destination} unreachable: {d.error}")
+        elif not d.times:
+            crit.append(f"destination {d.destination}: no complete backup")
+        else:
+            age = now - d.times[0]
+            if age > f.max_age:
+                crit.append(f"destination {d.destination}: newest backup is {format_duration(age.total_seconds())} "
+                            f"old (max_age {format_duration(f.max_age.total_seconds())})")
+            if len(d.sizes) == 2 and d.sizes[0] < d.sizes[1] / 2:
+                warn.append(f"destination {d.destination}: newest backup ({d.sizes[0]} bytes) is less than half "
+                            f"the size of the previous one ({d.sizes[1]} bytes)")
+    if newest_all:
+        h.last_success_at = max(newest_all)
+        h.age_seconds = round((now - h.last_success_at).total_seconds(), 3)
+        best = next(d for d in f.destinations if d.times and d.times[0] == h.last_success_at)
+        h.last_backup_bytes = best.sizes[0]
+
+    finished = [r for r in f.runs if r.outcome not in ("running", "skipped")]
+    running = [r for r in f.runs if r.outcome == "running"]
+    if finished:
+        last = finished[0]
+        if last.finished_at:
+            h.last_run_duration = round(last.finished_at - last.started_at, 3)
+        if last.outcome in ("failed", "interrupted", "died"):
+            crit.append(f"last run {last.run_id} {last.outcome}" + (f" at step {last.step}" if last.step else "")
+                        + (f": {last.error}" if last.error else ""))
+        elif last.warnings:
+            warn.append(f"last run {last.run_id} had {len(last.warnings)} warning(s): {last.warnings[0]}")
+    for r in running:
+        if not f.lock_held:
+            crit.append(f"run {r.run_id} (pid {r.pid}) died without finishing, during step {r.step or 'start'}")
+        elif ts - r.started_at > f.max_runtime.total_seconds():
+            warn.append(f"run {r.run_id} (pid {r.pid}) has held the lock for "
+                        f"{format_duration(ts - r.started_at)} (max_runtime "
+                        f"{format_duration(f.max_runtime.total_seconds())}), stuck in step {r.step}")
+
+    recent = [r for r in f.runs if (r.finished_at or ts) >= ts - DUPLICATE_WINDOW.total_seconds()]
+    for group in _overlaps(recent, ts):
+        starters = "; ".join(f"{r.run_id} started by {r.started_by or '?'}" for r in group)
+        warn.append(f"{len(group)} attempts overlapped in time (a duplicate schedule?): {starters}")
+
+    if f.stuck_notifications:
+        warn.append(f"{f.stuck_notifications} notification(s) stuck in the outbox (see `vigil notify flush`)")
+    if f.journal_error:
+        warn.append(f"journal unreadable: {f.journal_error}")
+
+    h.reasons = crit + warn
+    h.status = CRITICAL if crit else WARNING if warn else OK
+    return h
+
+
+def overall(results: list[JobHealth]) -> str:
+    return max((r.status for r in results), key=RANK.__getitem__, default=UNKNOWN)
+
+
+# --- renderers -------------------------------------------------------------------------
+
+
+def render_text(results: list[JobHealth]) -> str:
+    lines = []
+    for r in results:
+        age = format_duration(r.age_seconds) if r.age_seconds is not None else "-"
+        lines.append(f"{r.job}: {r.status}  (newest backup {age} old, {r.last_backup_bytes or 0} bytes)")
+        lines += [f"  - {reason}" for reason in r.reasons]
+    return "\n".join(lines)
+
+
+def render_nagios(results: list[JobHealth]) -> str:
+    status = overall(results)
+    bad = [r for r in results if r.status != OK]
+    summary = "; ".join(f"{r.job}: {r.reasons[0]}" + (f" (+{len(r.reasons) - 1} more)" if len(r.reasons) > 1 else "")
+                        for r in bad) or f"{len(results)} job(s) healthy"
+    perf = []
+    for r in results:
+        suffix = "" if len(results) == 1 else f"_{r.job}"
+        crit = int(r.max_age.total_seconds()) if r.max_age else ""
+        if r.age_seconds is not None:
+            perf.append(f"'age{suffix}'={int(r.age_seconds)}s;;{crit};0;")
+        if r.last_backup_bytes is not None:
+            perf.append(f"'size{suffix}'={r.last_backup_bytes}B;;;0;")
+    line = f"VIGIL {status} - {' '.join(summary.split())}"
+    return line.replace("|", "/") + (" | " + " ".join(perf) if perf else "")
+
+
+def render_json(results: list[JobHealth]) -> str:
+    return json.dumps({"status": overall(results), "jobs": [r.to_json() for r in results]}, indent=2)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(results: list[JobHealth]) -> str:
+    metrics = [
+        ("vigil_last_success_timestamp_seconds", "Start time of the newest complete backup",
+         lambda r: r.last_success_at.timestamp() if r.last_success_at else None),
+        ("vigil_last_backup_bytes", "Size of the newest complete backup", lambda r: r.last_backup_bytes),
+        ("vigil_last_run_duration_seconds", "Duration of the last finished run", lambda r: r.last_run_duration),
+        ("vigil_backup_age_seconds", "Age of the newest complete backup", lambda r: r.age_seconds),
+        ("vigil_health_status", "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN", lambda r: EXIT[r.status]),
+    ]
+    out = []
+    for name, help_, get in metrics:
+        out += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
+        for r in results:
+            value = get(r)
+            if value is not None:
+                out.append(f'{name}{{job="{_label(r.job)}"}} {value}')
+    return "\n".join(out) + "\n"
+
+
+RENDERERS = {"text": render_text, "nagios": render_nagios, "json": render_json, "prometheus": render_prometheus}
+
+
+def transition(previous: str | None, current: str, notified_at: float | None, now: float,
+               renotify: timedelta) -> str | None:
+    """Which event `health --notify` sends: once per change, repeated while bad every `renotify`."""
+    bad = current != OK
+    was_bad = previous is not None and previous != OK
+    if bad and (previous is None or RANK[current] > RANK[previous]):
+        return "unhealthy"  # turned bad, got worse, or bad when first seen
+    if bad and (notified_at is None or now - notified_at >= renotify.total_seconds()):
+        return "unhealthy"
+    if not bad and was_bad:
+        return "recovered"
+    return None

@@ -1,0 +1,114 @@
+"""The I/O around health: gather facts, remember state, notify, write metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+
+from vigil.config import Job
+from vigil.destinations import make_destination
+from vigil.errors import VigilError
+from vigil.health import (
+    DEFAULT_MAX_AGE, STUCK_AFTER, UNKNOWN, Facts, JobHealth, Newest, evaluate, render_prometheus, transition,
+)
+from vigil.journal import Journal, Outbox
+from vigil.lock import JobLock
+
+
+def max_age_of(job: Job) -> timedelta:
+    """Configured, else twice the schedule's interval, else 25 hours."""
+    if job.health.max_age:
+        return job.health.max_age
+    if job.schedule.cron:
+        from croniter import croniter
+
+        it = croniter(job.schedule.cron, datetime(2026, 1, 5, tzinfo=timezone.utc))
+        a, b = it.get_next(datetime), it.get_next(datetime)
+        return max(2 * (b - a), timedelta(hours=1))
+    return DEFAULT_MAX_AGE
+
+
+def gather(job: Job, now: datetime) -> Facts:
+    dests = []
+    for cfg in job.destination:
+        n = Newest(cfg.name)
+        try:
+            manifests = make_destination(cfg).list(job.name)[:2]
+            n.times = [m.started for m in manifests]
+            n.sizes = [m.size for m in manifests]
+            n.warnings = manifests[0].warnings if manifests else []
+        except VigilError as exc:
+            n.error = str(exc)
+        except OSError as exc:
+            n.error = exc.strerror or str(exc)
+        dests.append(n)
+    facts = Facts(job.name, max_age_of(job), job.health.max_runtime, dests, [])
+    facts.lock_held = JobLock(job.state_dir, job.name).is_held_elsewhere()
+    if not (job.state_dir / "journal.db").exists():
+        return facts  # a fresh server restored from scratch: the destinations speak alone
+    journal = Journal(job.state_dir)
+    try:
+        facts.runs = journal.runs(job.name, since=now.timestamp() - 48 * 3600) or journal.runs(job.name, limit=1)
+        if not any(r.outcome not in ("running", "skipped") for r in facts.runs):
+            older = [r for r in journal.runs(job.name, limit=50) if r.outcome not in ("running", "skipped")]
+            facts.runs += older[:1]
+        cutoff = now.timestamp() - STUCK_AFTER.total_seconds()
+        facts.stuck_notifications = sum(1 for m in Outbox(journal).pending(job.name) if m.created_at < cutoff)
+    finally:
+        journal.close()
+    return facts
+
+
+def check(job: Job, now: datetime) -> JobHealth:
+    try:
+        return evaluate(gather(job, now), now)
+    except Exception as exc:  # noqa: BLE001 - health must answer UNKNOWN, never crash
+        return JobHealth(job.name, UNKNOWN, [f"cannot evaluate health: {exc}"])
+
+
+def notify_transitions(job: Job, result: JobHealth, log: logging.Logger) -> str | None:
+    """Send unhealthy/recovered once per transition; state lives in the journal."""
+    from vigil.notify import dispatch
+    from vigil.notify.message import health_message
+
+    journal = Journal(job.state_dir)
+    try:
+        row = journal.db.execute("SELECT status, notified_at FROM health_state WHERE job = ?", (job.name,)).fetchone()
+        previous, notified_at = (row[0], row[1]) if row else (None, None)
+        now = time.time()
+        event = transition(previous, result.status, notified_at, now, job.health.renotify)
+        if event:
+            msg = health_message(event, job.name, socket.gethostname(), result.status, result.reasons)
+            dispatch(job, event, msg, log, journal=journal)
+            notified_at = now
+        journal.db.execute(
+            "INSERT INTO health_state (job, status, reasons, changed_at, notified_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(job) DO UPDATE SET status = excluded.status, reasons = excluded.reasons,"
+            " changed_at = CASE WHEN health_state.status = excluded.status THEN health_state.changed_at"
+            " ELSE excluded.changed_at END, notified_at = excluded.notified_at",
+            (job.name, result.status, json.dumps(result.reasons), now, notified_at))
+        return event
+    finally:
+        journal.close()
+
+
+def write_textfile(job: Job, log: logging.Logger) -> None:
+    """[metrics] textfile for node_exporter, replaced atomically."""
+    path = job.metrics.textfile
+    if path is None:
+        return
+    text = render_prometheus([check(job, datetime.now(timezone.utc))])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".vigil-", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # node_exporter runs as another user
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write metrics to %s: %s", path, exc.strerror)

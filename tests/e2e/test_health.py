@@ -1,0 +1,86 @@
+"""vigil health as monitoring sees it: exit codes, formats, notifications on transitions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from helpers import VIGIL, email_notify, files_job_body, vigil
+
+
+def test_fresh_then_too_old(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[health]\nmax_age = "3s"\n')
+    assert vigil("health", config=job).returncode == 2  # no backup yet
+    vigil("run", config=job, check=0)
+    ok = vigil("health", "--format", "json", config=job, check=0)
+    data = json.loads(ok.stdout)
+    assert data["status"] == "OK" and data["jobs"][0]["last_backup_bytes"] > 0
+    time.sleep(3.5)
+    old = vigil("health", "--format", "nagios", config=job)
+    assert old.returncode == 2 and old.stdout.startswith("VIGIL CRITICAL - app: destination local: newest backup")
+
+
+def test_failed_last_run_is_critical_and_works_without_journal(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    vigil("run", config=job, check=0)
+    make_job(files_job_body(tmp_path / "gone", dest))
+    vigil("run", config=job, check=1)
+    crit = vigil("health", config=job)
+    assert crit.returncode == 2 and "failed at step source:app" in crit.stdout
+    # The server's disk is lost with its journal: the destinations still tell the truth.
+    fresh = make_job(files_job_body(app_tree, dest), state_dir=tmp_path / "new-state")
+    assert vigil("health", config=fresh).returncode == 0
+
+
+def test_three_starts_at_once_warn_and_name_the_starters(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[hooks]\nbefore = [["sleep", "1"]]\n')
+    cmd = f"{VIGIL} --config {job} run"
+    starters = [["sh", "-c", f"{cmd}; true"], ["bash", "-c", f"{cmd}; true"],
+                ["python3", "-c", f"import subprocess; subprocess.run({cmd.split()!r})"]]
+    procs = [subprocess.Popen(s, stderr=subprocess.DEVNULL) for s in starters]
+    for p in procs:
+        p.wait(timeout=60)
+    h = vigil("health", config=job)
+    assert h.returncode == 1, h.stdout
+    assert "3 attempts overlapped" in h.stdout
+    assert "sh -c" in h.stdout and "bash -c" in h.stdout and "python3 -c" in h.stdout
+    # A later run that starts after the others ended is not a duplicate, and the warning stays visible.
+    vigil("run", config=job, check=0)
+    assert vigil("health", config=job).stdout.count("overlapped") == 1
+
+
+def test_health_notify_sends_each_transition_once(tmp_path, make_job, app_tree, smtp_server):
+    dest = tmp_path / "backups"
+    bad = make_job(files_job_body(tmp_path / "gone", dest) + email_notify(smtp_server, on='["unhealthy", "recovered"]'))
+    vigil("run", config=bad, check=1)
+    assert vigil("health", "--notify", config=bad).returncode == 2
+    assert vigil("health", "--notify", config=bad).returncode == 2
+    msgs = smtp_server.wait_for(1)
+    time.sleep(0.3)
+    assert len(msgs) == 1 and msgs[0]["Subject"].startswith("[vigil] UNHEALTHY app@")
+    assert "failed at step source:app" in msgs[0].get_content()
+    good = make_job(files_job_body(app_tree, dest) + email_notify(smtp_server, on='["unhealthy", "recovered"]'))
+    vigil("run", config=good, check=0)
+    assert vigil("health", "--notify", config=good).returncode == 0
+    vigil("health", "--notify", config=good, check=0)
+    smtp_server.wait_for(2)
+    time.sleep(0.3)
+    assert len(smtp_server.messages) == 2
+    assert smtp_server.messages[1]["Subject"].startswith("[vigil] RECOVERED app@")
+
+
+def test_metrics_textfile_is_written_after_each_run(tmp_path, make_job, app_tree):
+    prom = tmp_path / "node_exporter" / "vigil.prom"
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + f'[metrics]\ntextfile = "{prom}"\n')
+    vigil("run", config=job, check=0)
+    text = prom.read_text()
+    assert 'vigil_health_status{job="app"} 0' in text and "vigil_last_backup_bytes" in text
+
+
+def test_unloadable_config_is_unknown(tmp_path):
+    bad = tmp_path / "x.toml"
+    bad.write_text("nonsense = [")
+    proc = vigil("health", "--format", "nagios", config=bad)
+    assert proc.returncode == 3 and proc.stdout.startswith("VIGIL UNKNOWN - ")

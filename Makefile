@@ -21,6 +21,7 @@ demo: venv
 	$(BIN)/vigil --config $(DEMO) run
 	$(BIN)/vigil --config $(DEMO) list
 	$(BIN)/vigil --config $(DEMO) runs --limit 5
+	$(BIN)/vigil --config $(DEMO) health
 
 test: venv system-deps
 	$(BIN)/pytest -n 2 -q tests

@@ -370,6 +370,99 @@ def _last_finished_run(job: Job):
     return rows[0] if rows else None
 
 
+# --- doctor / schedule ----------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    job: Annotated[Optional[str], typer.Argument(help="Job [default: all]")] = None,
+    root: Annotated[Path, typer.Option("--root", help="Read schedules from this tree instead of /")] = Path("/"),
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as problems")] = False,
+    test_notify: Annotated[bool, typer.Option("--test-notify", help="Also send a test message on every channel")] = False,
+) -> None:
+    """Audit config, secrets, permissions, tools, destinations, notifications and schedules."""
+    from vigil.doctor import OK, PROBLEM, WARNING, diagnose
+
+    bad = 0
+    for j in _one_job(ctx, job):
+        print(f"{j.name}:")
+        for f in diagnose(j, root):
+            print(f"  {f.level:<8} {f.check}: {f.message}" + (f"\n           fix: {f.fix}" if f.fix and f.level != OK else ""))
+            bad += f.level == PROBLEM or (strict and f.level == WARNING)
+    if test_notify:
+        try:
+            notify_test(ctx, job)
+        except typer.Exit as exc:
+            bad += exc.exit_code != 0
+    raise typer.Exit(EXIT_FAILED if bad else EXIT_OK)
+
+
+schedule_app = typer.Typer(help="Write, show or remove the one schedule of a job.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+RootOpt = Annotated[Path, typer.Option("--root", help="Operate on this tree instead of /")]
+
+
+@schedule_app.command("install")
+def schedule_install(
+    ctx: typer.Context,
+    job: Annotated[Optional[str], typer.Argument(help="Job [default: all]")] = None,
+    systemd: Annotated[bool, typer.Option("--systemd/--cron", help="systemd timer (default) or /etc/cron.d")] = True,
+    root: RootOpt = Path("/"),
+) -> None:
+    """Schedule a job exactly once (refuses if it is scheduled anywhere already)."""
+    from vigil.schedule import audit, planned_files
+
+    config = str(Path(_state(ctx).config or os.environ.get("VIGIL_CONFIG") or "/etc/vigil/jobs/").resolve())
+    failed = False
+    for j in _one_job(ctx, job):
+        existing = audit(j, root)
+        if existing:
+            print(f"vigil: {j.name}: already scheduled; not installing another schedule:", file=sys.stderr)
+            for e in existing:
+                print(f"  {e.describe()}", file=sys.stderr)
+            failed = True
+            continue
+        for rel, text in planned_files(j, systemd, config).items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o644)
+            print(f"wrote {path}")
+        if systemd:
+            print(f"enable it with: systemctl daemon-reload && systemctl enable --now vigil-{j.name}.timer "
+                  f"vigil-{j.name}-health.timer")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@schedule_app.command("show")
+def schedule_show(ctx: typer.Context, job: Annotated[Optional[str], typer.Argument(help="Job")] = None,
+                  root: RootOpt = Path("/")) -> None:
+    """Every schedule that runs the job, and where it is."""
+    from vigil.schedule import audit
+
+    for j in _one_job(ctx, job):
+        entries = audit(j, root)
+        print(f"{j.name}: {'not scheduled' if not entries else f'{len(entries)} schedule(s)'}")
+        for e in entries:
+            print(f"  {e.describe()}")
+
+
+@schedule_app.command("remove")
+def schedule_remove(ctx: typer.Context, job: Annotated[Optional[str], typer.Argument(help="Job")] = None,
+                    root: RootOpt = Path("/")) -> None:
+    """Remove what `schedule install` wrote (and nothing else)."""
+    from vigil.schedule import installed_files
+
+    for j in _one_job(ctx, job):
+        files = installed_files(j, root)
+        if not files:
+            print(f"{j.name}: nothing installed by vigil")
+        for f in files:
+            f.unlink()
+            print(f"removed {f}")
+
+
 # --- notify ---------------------------------------------------------------------------
 
 notify_app = typer.Typer(help="Deliver queued notifications, or test every channel.", no_args_is_help=True)

@@ -1,0 +1,168 @@
+"""`vigil doctor`: audit a job's config, permissions, tools, destinations and schedules.
+
+Each check yields OK, WARNING or PROBLEM with a suggested fix. Checks are
+small functions over the job; the schedule audit reads a root directory
+(`--root` in tests) instead of `/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from vigil.config import Job
+from vigil.destinations import make_destination
+from vigil.errors import VigilError
+from vigil.schedule import audit, same_minute
+
+OK, WARNING, PROBLEM = "OK", "WARNING", "PROBLEM"
+
+
+@dataclass
+class Finding:
+    level: str
+    check: str
+    message: str
+    fix: str = ""
+
+
+def _secrets(job: Job) -> Iterator[Finding]:
+    mode = job.config_path.stat().st_mode if job.config_path else 0
+    loose = bool(mode & 0o077)
+    items = [(f"source {s.name}", s) for s in job.source] + [(f"notify {n.name}", n) for n in job.notify]
+    found = False
+    for owner, item in items:
+        if getattr(item, "password", None):
+            found = True
+            yield Finding(PROBLEM if loose else WARNING, "secrets",
+                          f"{owner}: literal password in {job.config_path}"
+                          + (f" (mode {stat.S_IMODE(mode):04o}: readable by group or others)" if loose else ""),
+                          "use password_env or password_file" + (f"; chmod 600 {job.config_path}" if loose else ""))
+        pf = getattr(item, "password_file", None)
+        if pf and pf.exists() and pf.stat().st_mode & 0o077:
+            found = True
+            yield Finding(PROBLEM, "secrets", f"{owner}: password_file {pf} is readable by group or others",
+                          f"chmod 600 {pf}")
+    if not found:
+        yield Finding(OK, "secrets", "no literal or exposed secrets")
+
+
+def _state_dir(job: Job) -> Iterator[Finding]:
+    d = job.state_dir
+    probe = d if d.exists() else next((p for p in d.parents if p.exists()), Path("/"))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        yield Finding(PROBLEM, "state", f"state dir {d} is not writable", f"create it: install -d -m 700 {d}")
+    else:
+        yield Finding(OK, "state", f"state dir {d} is writable" + ("" if d.exists() else " (will be created)"))
+
+
+def _destinations(job: Job) -> Iterator[Finding]:
+    for cfg in job.destination:
+        dest = make_destination(cfg)
+        try:
+            newest = dest.list(job.name)[:1]
+            need = int(newest[0].size * 1.2) if newest else 0
+            if cfg.type == "local":
+                root = cfg.path if cfg.path.exists() else next((p for p in cfg.path.parents if p.exists()), Path("/"))
+                if not os.access(root, os.W_OK | os.X_OK):
+                    yield Finding(PROBLEM, "destination", f"{cfg.name}: {cfg.path} is not writable",
+                                  f"install -d -m 700 {cfg.path}")
+                    continue
+                free = shutil.disk_usage(root).free
+                if free < need:
+                    yield Finding(PROBLEM, "destination", f"{cfg.name}: {free} bytes free, {need} needed",
+                                  "free space or prune")
+                    continue
+            yield Finding(OK, "destination", f"{cfg.name}: reachable, writable, room for the next backup")
+        except VigilError as exc:
+            yield Finding(PROBLEM, "destination", str(exc), "check the path, credentials and network")
+
+
+def _tools(job: Job) -> Iterator[Finding]:
+    from vigil.sources.mysql import Mysql
+    from vigil.sources.postgres import Postgres, find_tool
+
+    for src in job.source:
+        try:
+            if src.type == "postgres":
+                engine = Postgres(src, job.state_dir / "tmp", f"postgres source {src.name}")
+                try:
+                    engine.check()  # connects: pg_dump must be able to dump this server's version
+                    yield Finding(OK, "tools", f"source {src.name}: {find_tool('pg_dump', engine.server_major)} "
+                                               f"can dump PostgreSQL {engine.server_major}")
+                except VigilError as exc:
+                    find_tool("pg_dump")
+                    yield Finding(WARNING, "tools", f"source {src.name}: cannot check the server: {exc}",
+                                  "check host, port and credentials")
+            elif src.type == "mysql":
+                yield Finding(OK, "tools", f"source {src.name}: {Mysql.dump_tool()} present")
+        except VigilError as exc:
+            yield Finding(PROBLEM, "tools", f"source {src.name}: {exc}", "install the client tools")
+    if not shutil.which("zstd"):
+        yield Finding(WARNING, "tools", "zstd is not installed: backups cannot be restored by hand",
+                      "apt-get install zstd")
+
+
+def _notifications(job: Job) -> Iterator[Finding]:
+    failure = [n.name for n in job.notify if "failure" in n.on]
+    if not failure:
+        yield Finding(PROBLEM, "notify", "no notification channel receives failures: a failed backup is silent",
+                      'add a [[notify]] channel with on = ["failure", ...]')
+    else:
+        yield Finding(OK, "notify", f"failures go to {', '.join(failure)}")
+
+
+def _retention(job: Job) -> Iterator[Finding]:
+    from vigil.retention import is_empty
+
+    if is_empty(job.retention):
+        yield Finding(WARNING, "retention", "no retention policy: every backup is kept until the disk is full",
+                      "set [retention] keep_daily etc.")
+    else:
+        yield Finding(OK, "retention", "retention policy set")
+
+
+def _schedules(job: Job, root: Path) -> Iterator[Finding]:
+    entries = audit(job, root)
+    for e in entries:
+        if e.ignored:
+            yield Finding(PROBLEM, "schedule", f"{e.path} never runs: {e.ignored}",
+                          "rename it (letters, digits, - and _ only), chown root, chmod 644")
+    live = [e for e in entries if not e.ignored]
+    if not live:
+        yield Finding(WARNING, "schedule", f"job {job.name} is not scheduled", f"vigil schedule install {job.name}")
+    elif len(live) > 1:
+        kinds = {e.kind for e in live}
+        mixed = " (cron and systemd timer both)" if "systemd" in kinds and kinds - {"systemd"} else ""
+        yield Finding(PROBLEM, "schedule", f"job {job.name} is scheduled {len(live)} times{mixed}:\n    "
+                      + "\n    ".join(e.describe() for e in live), "keep exactly one; remove the others")
+    else:
+        yield Finding(OK, "schedule", f"scheduled once: {live[0].describe()}")
+    for a, b, when in same_minute(live):
+        yield Finding(PROBLEM, "schedule", f"{a.path} and {b.path} both fire at {when:%a %H:%M}",
+                      "remove one of them")
+
+
+def _health(job: Job) -> Iterator[Finding]:
+    from vigil.health import CRITICAL, OK as HEALTHY
+    from vigil.monitor import check
+
+    result = check(job, datetime.now(timezone.utc))
+    if result.status == HEALTHY:
+        yield Finding(OK, "health", "health is OK")
+    else:
+        yield Finding(PROBLEM if result.status == CRITICAL else WARNING, "health",
+                      f"health is {result.status}: " + "; ".join(result.reasons), "see `vigil health`")
+
+
+def diagnose(job: Job, root: Path) -> list[Finding]:
+    findings = [Finding(OK, "config", f"{job.config_path} is valid")]
+    for check in (_secrets, _state_dir, _destinations, _tools, _notifications, _retention, _health):
+        findings.extend(check(job))
+    findings.extend(_schedules(job, root))
+    return findings

@@ -8,7 +8,8 @@ when the stream ends, before anything reports success.
 from __future__ import annotations
 
 import hashlib
-from typing import BinaryIO, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Iterator
 
 import zstandard
 
@@ -65,20 +66,35 @@ class ArtifactReader:
             h.drain()
         self._check(h)
 
-    def plain(self) -> Iterator[bytes]:
-        """The decompressed content; raises ChecksumError at the end if stored bytes differ."""
+    @contextmanager
+    def stream(self) -> Iterator[Any]:
+        """A read()-able decompressed stream. Reading it to its end (or leaving the
+        block normally) compares the stored bytes with the manifest; ChecksumError
+        if they differ, also when decompression or a consumer failed on the way."""
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
+            reader = zstandard.ZstdDecompressor().stream_reader(h, read_across_frames=True)
             try:
-                reader = zstandard.ZstdDecompressor().stream_reader(h, read_across_frames=True)
-                while chunk := reader.read(READ):
-                    yield chunk
+                yield reader
+                while reader.read(READ):
+                    pass
             except zstandard.ZstdError as exc:
                 h.drain()
                 self._check(h)  # a damaged artifact: say so as a checksum error
                 raise BackupError(f"{self.where}: cannot decompress: {exc}") from None
+            except BackupError as exc:
+                if not isinstance(exc, ChecksumError):
+                    h.drain()
+                    self._check(h)  # the root cause first: was the stored artifact damaged?
+                raise
             h.drain()
         self._check(h)
+
+    def plain(self) -> Iterator[bytes]:
+        """The decompressed content in chunks, checked at the end like stream()."""
+        with self.stream() as reader:
+            while chunk := reader.read(READ):
+                yield chunk
 
 
 def find_backup(destinations: list[Destination], job: str, backup_id: str) -> list[tuple[Destination, Manifest]]:

@@ -26,9 +26,9 @@ from vigil.config import Job
 from vigil.destinations import make_destination
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
-from vigil.reading import ArtifactReader, ChecksumError, find_backup
+from vigil.reading import ArtifactReader, find_backup
 from vigil.sources.files import compile_patterns
-from vigil.verify import IterReader, engine_for, load_index
+from vigil.verify import engine_for, load_index
 
 TMP_PREFIX = ".vigil-restore-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -159,23 +159,19 @@ class _Extractor:
             raise ConfigError(f"--to: {self.root} is not empty; use --force to restore into it")
         root_fd = os.open(self.root, _DIR_FLAGS)
         self._fds[()] = root_fd
-        stream = IterReader(reader.plain())
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    self._member(tar, member)
-            stream.drain()  # the checksum of the whole artifact is compared at its end
+            # Leaving stream() compares the whole artifact with the manifest.
+            with reader.stream() as stream:
+                try:
+                    with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+                        for member in tar:
+                            self._member(tar, member)
+                except tarfile.TarError as exc:
+                    raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
             for parts, mtime, mode in reversed(self.dir_times):
                 fd = self._dir(parts, create=False)
                 os.chmod(fd, mode)
                 os.utime(fd, (mtime, mtime))
-        except tarfile.TarError as exc:
-            stream.drain()  # a damaged artifact raises its checksum error here
-            raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
-        except BackupError as exc:
-            if not isinstance(exc, ChecksumError):
-                stream.drain()  # the root cause first: was the stored artifact damaged?
-            raise
         finally:
             for fd in self._fds.values():
                 os.close(fd)

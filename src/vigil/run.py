@@ -318,6 +318,9 @@ class Run:
     def _work(self) -> BackupSet:
         job = self.job
         self._enter("preflight")
+        unsupported = unsupported_features(job)
+        if unsupported:
+            raise BackupError(f"{job.config_path}: {unsupported}", "preflight")
         destinations = [make_destination(d) for d in job.destination]
         ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
         sources = [make_source(s, ctx) for s in job.source]
@@ -440,6 +443,18 @@ class Run:
             self.notifier.run_finished(self.job, row, extra)
         except Exception as exc:  # noqa: BLE001 - a broken channel never changes the outcome
             self.log.error("notification failed: %s", exc)
+
+
+def unsupported_features(job: Job) -> str | None:
+    """Config this version validates but cannot honour: refuse rather than, say, back up unencrypted."""
+    if job.encryption is not None:
+        return "encryption: not supported by this version of vigil; refusing to write unencrypted backups"
+    for d in job.destination:
+        if d.type != "local":
+            return f"destination {d.name}: type {d.type!r} is not supported by this version of vigil"
+    if job.lock.backend != "local":
+        return f"lock.backend: {job.lock.backend!r} is not supported by this version of vigil"
+    return None
 
 
 def _dir_ids(paths: list[Path]) -> set[tuple[int, int]]:

@@ -31,30 +31,6 @@ from vigil.sources.sqlite import table_row_counts
 DB_TYPES = ("postgres", "mysql", "sqlite")
 
 
-class IterReader:
-    """A read()-able view of an iterator of byte chunks (for tarfile's stream mode)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-    def drain(self) -> None:
-        for _ in self._chunks:
-            pass
-
-
 def load_index(reader: ArtifactReader) -> dict[str, dict[str, Any]]:
     data = b"".join(reader.plain())
     return {e["path"]: e for e in map(json.loads, data.splitlines())}
@@ -122,9 +98,9 @@ class Verifier:
             raise BackupError(f"{reader.where}: no index artifact for source {reader.art.source}")
         index = load_index(index_reader)
         seen: dict[str, tuple[str, int, str | None]] = {}
-        stream = IterReader(reader.plain())
-        try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        with reader.stream() as stream:
+            try:
+                tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
                 for m in tar:
                     sha = None
                     if m.isreg():
@@ -137,10 +113,8 @@ class Verifier:
                     kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
                             else "hardlink" if m.islnk() else "fifo" if m.isfifo() else "device")
                     seen[m.name.rstrip("/")] = (kind, m.size, sha)  # a later copy supersedes
-        except tarfile.TarError as exc:
-            stream.drain()  # reaches the checksum comparison: damage is reported as such
-            raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
-        stream.drain()
+            except tarfile.TarError as exc:
+                raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
         bad = []
         for path, entry in index.items():
             got = seen.get(path)

@@ -253,3 +253,16 @@ def test_password_never_in_logs_or_journal(tmp_path, make_job, smtp_server):
     for f in (tmp_path / "state").rglob("*"):
         if f.is_file():
             assert SMTP_PASSWORD.encode() not in f.read_bytes(), f
+
+
+def test_apprise_channel(tmp_path, make_job, http_recorder):
+    job = make_job(files_job_body(tmp_path / "missing", tmp_path / "backups") + textwrap.dedent(f"""
+        [[notify]]
+        type = "apprise"
+        urls = ["json://127.0.0.1:{http_recorder.port}/apprise"]
+    """))
+    vigil("run", config=job, check=1)
+    [req] = [r for r in http_recorder.requests if r["path"] == "/apprise"]
+    payload = json.loads(req["body"])
+    assert payload["title"].startswith(f"[vigil] FAILED app@{HOST}: files source app")
+    assert "Step:      source:app" in payload["message"]

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
 
+from vigil.errors import BackupError
 from vigil.manifest import Manifest
 from vigil.stream import Sink
 
@@ -89,4 +90,7 @@ def make_destination(cfg: Any) -> Destination:
     from vigil.destinations.local import LocalDestination
 
     kinds: dict[str, type[Destination]] = {"local": LocalDestination}
+    if cfg.type not in kinds:
+        raise BackupError(f"destination {cfg.name}: type {cfg.type!r} is not supported by this version of vigil",
+                          f"destination:{cfg.name}")
     return kinds[cfg.type](cfg)

@@ -8,6 +8,8 @@ when the stream ends, before anything reports success.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
 
@@ -43,6 +45,70 @@ class _Hashing:
             pass
 
 
+class _Prefetch:
+    """Decompresses (and hashes the stored bytes) on a worker thread, a few chunks
+    ahead of the consumer: zstd and hashlib release the GIL, so that work
+    overlaps with the consumer's parsing and hashing. Bounded: DEPTH chunks."""
+
+    DEPTH = 4
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._buf = b""
+        self._eof = False
+        self._thread = threading.Thread(target=self._run, name="vigil-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set() and (chunk := self._reader.read(READ)):
+                self._queue.put(chunk)
+        except BaseException as exc:  # handed to the consumer, raised on its thread
+            self._error = exc
+        finally:
+            self._queue.put(None)
+
+    def _next(self) -> bytes:
+        if self._eof:
+            return b""
+        chunk = self._queue.get()
+        if chunk is None:
+            self._eof = True
+            if self._error is not None:
+                raise self._error
+            return b""
+        return chunk
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts = [self._buf]
+            while chunk := self._next():
+                parts.append(chunk)
+            self._buf = b""
+            return b"".join(parts)
+        if not self._buf:
+            self._buf = self._next()
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def drain(self) -> None:
+        self._buf = b""
+        while self._next():
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)  # unblock a worker waiting to put
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 class ArtifactReader:
     def __init__(self, dest: Destination, manifest: Manifest, art: Artifact) -> None:
         self.dest = dest
@@ -73,11 +139,13 @@ class ArtifactReader:
         if they differ, also when decompression or a consumer failed on the way."""
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
-            reader = zstandard.ZstdDecompressor().stream_reader(h, read_across_frames=True)
+            pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(h, read_across_frames=True))
             try:
-                yield reader
-                while reader.read(READ):
-                    pass
+                try:
+                    yield pre
+                    pre.drain()
+                finally:
+                    pre.stop()  # the worker is gone before anyone else touches h
             except zstandard.ZstdError as exc:
                 h.drain()
                 self._check(h)  # a damaged artifact: say so as a checksum error

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import stat
-import tarfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
 from vigil.reading import ArtifactReader, find_backup
 from vigil.sources.files import compile_patterns
+from vigil.tarreader import Member, TarFormatError, TarStream
 from vigil.verify import engine_for, load_index
 
 TMP_PREFIX = ".vigil-restore-"
@@ -162,11 +162,11 @@ class _Extractor:
         try:
             # Leaving stream() compares the whole artifact with the manifest.
             with reader.stream() as stream:
+                tar = TarStream(stream)
                 try:
-                    with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                        for member in tar:
-                            self._member(tar, member)
-                except tarfile.TarError as exc:
+                    for member in tar:
+                        self._member(tar, member)
+                except TarFormatError as exc:
                     raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
             for parts, mtime, mode in reversed(self.dir_times):
                 fd = self._dir(parts, create=False)
@@ -217,7 +217,7 @@ class _Extractor:
             raise BackupError(f"cannot restore {name}: a directory of that name exists")
         os.unlink(name, dir_fd=parent)
 
-    def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def _member(self, tar: TarStream, m: Member) -> None:
         parts = _safe_parts(m.name)
         name = "/".join(parts)
         if not self._wanted(name, m.isdir()):
@@ -258,15 +258,13 @@ class _Extractor:
         self._owner(parts[:-1], leaf, m)
         self.summary.entries += 1
 
-    def _file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, leaf: str, name: str) -> None:
+    def _file(self, tar: TarStream, m: Member, parent: int, leaf: str, name: str) -> None:
         tmp = f"{TMP_PREFIX}{leaf}"[:255]
-        src = tar.extractfile(m)
-        assert src is not None
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=parent)
         sha = hashlib.sha256()
         try:
-            while chunk := src.read(1 << 20):
+            for chunk in tar.content():
                 sha.update(chunk)
                 view = memoryview(chunk)
                 while view:
@@ -286,13 +284,13 @@ class _Extractor:
         os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
         self.summary.bytes += m.size
 
-    def _times(self, parent: int, leaf: str, m: tarfile.TarInfo) -> None:
+    def _times(self, parent: int, leaf: str, m: Member) -> None:
         try:
             os.utime(leaf, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
         except (NotImplementedError, OSError):
             pass
 
-    def _owner(self, parent_parts: list[str], leaf: str, m: tarfile.TarInfo) -> None:
+    def _owner(self, parent_parts: list[str], leaf: str, m: Member) -> None:
         if not self.as_root:
             return
         try:

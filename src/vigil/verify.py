@@ -15,7 +15,6 @@ import logging
 import os
 import secrets
 import sqlite3
-import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
 from vigil.reading import ArtifactReader, find_backup
 from vigil.sources.sqlite import table_row_counts
+from vigil.tarreader import TarFormatError, TarStream
 
 DB_TYPES = ("postgres", "mysql", "sqlite")
 
@@ -66,6 +66,7 @@ class Verifier:
             return Report(problems=[f"job {self.job.name}: no complete backup on any destination"])
         report = Report()
         for dest, manifest in found:
+            files_sources = {a.source for a in manifest.artifacts if a.type == "files"}
             index_of: dict[str, ArtifactReader] = {
                 a.source: ArtifactReader(dest, manifest, a) for a in manifest.artifacts if a.type == "index"}
             for art in manifest.artifacts:
@@ -75,8 +76,8 @@ class Verifier:
                         reader.check()
                     elif art.type == "files":
                         self._deep_files(reader, index_of.get(art.source))
-                    elif art.type == "index":
-                        load_index(reader)
+                    elif art.type == "index" and art.source in files_sources:
+                        reader.check()  # parsed, and so checked, with its archive
                     else:
                         self._deep_db(reader)
                     report.checked.append(reader.where)
@@ -99,28 +100,26 @@ class Verifier:
         index = load_index(index_reader)
         seen: dict[str, tuple[str, int, str | None]] = {}
         with reader.stream() as stream:
+            tar = TarStream(stream)
             try:
-                tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
                 for m in tar:
                     sha = None
                     if m.isreg():
                         h = hashlib.sha256()
-                        f = tar.extractfile(m)
-                        assert f is not None
-                        while chunk := f.read(1 << 20):
+                        for chunk in tar.content():
                             h.update(chunk)
                         sha = h.hexdigest()
                     kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
                             else "hardlink" if m.islnk() else "fifo" if m.isfifo() else "device")
                     seen[m.name.rstrip("/")] = (kind, m.size, sha)  # a later copy supersedes
-            except tarfile.TarError as exc:
+            except TarFormatError as exc:
                 raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
         bad = []
         for path, entry in index.items():
             got = seen.get(path)
             if got is None:
                 bad.append(f"{path}: missing from the archive")
-            elif entry["type"] == "file" and (got[0], got[1], got[2]) != ("file", entry["size"], entry["sha256"]):
+            elif entry["type"] == "file" and got != ("file", entry["size"], entry["sha256"]):
                 bad.append(f"{path}: content differs from the index")
         bad += [f"{p}: in the archive but not in the index" for p in seen.keys() - index.keys()]
         if bad:

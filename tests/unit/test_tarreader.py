@@ -1,0 +1,77 @@
+"""vigil's streaming tar reader reads what tarfile and GNU tar write."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from vigil.tarreader import TarFormatError, TarStream
+
+
+def members_of(data: bytes) -> list[tuple]:
+    out = []
+    tar = TarStream(io.BytesIO(data))
+    for m in tar:
+        content = b"".join(tar.content())
+        out.append((m.name.rstrip("/"), m.type, m.mode, m.mtime, m.linkname, m.uid, content))
+    return out
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_reads_what_tarfile_writes(fmt: int) -> None:
+    long = "d" * 90 + "/" + "f" * 90 if fmt != tarfile.USTAR_FORMAT else "d" * 90 + "/f.txt"
+    entries = [("a.txt", b"hello", {}), (long, b"x" * 70000, {}), ("dir", None, {"type": tarfile.DIRTYPE}),
+               ("ln", None, {"type": tarfile.SYMTYPE, "linkname": "a.txt"}),
+               ("hard", None, {"type": tarfile.LNKTYPE, "linkname": "a.txt"})]
+    if fmt == tarfile.PAX_FORMAT:
+        entries += [("ünï/名前.txt", b"u", {}), ("old", b"o", {"mtime": -86400}), ("bigid", b"b", {"uid": 10**9})]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name, data, kw in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = kw.pop("mtime", 1700000000), 0o640
+            for k, v in kw.items():
+                setattr(info, k, v)
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    got = {m[0]: m for m in members_of(buf.getvalue())}
+    assert set(got) == {n for n, _, _ in entries}
+    for name, data, kw in entries:
+        assert got[name][6] == (data or b"")
+        assert got[name][2] == 0o640
+    assert got["ln"][4] == "a.txt" and got["hard"][4] == "a.txt"
+    if fmt == tarfile.PAX_FORMAT:
+        assert got["old"][3] == -86400 and got["bigid"][5] == 10**9
+
+
+def test_reads_gnu_tar_output(tmp_path) -> None:
+    src = tmp_path / "src"
+    (src / ("x" * 150)).mkdir(parents=True)
+    (src / ("x" * 150) / "file.bin").write_bytes(os.urandom(5000))
+    os.symlink("/etc/hostname", src / "abs")
+    for fmt in ("gnu", "pax", "ustar"):
+        if fmt == "ustar":
+            continue  # names over 100+155 bytes do not fit ustar at all
+        data = subprocess.run(["tar", f"--format={fmt}", "-cf", "-", "-C", str(src), "."], capture_output=True,
+                              check=True).stdout
+        names = {m[0].lstrip("./") for m in members_of(data)}
+        assert {"x" * 150, "x" * 150 + "/file.bin", "abs"} <= names, fmt
+
+
+def test_damaged_header_and_truncation_are_errors() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("a")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    data = bytearray(buf.getvalue())
+    data[10] ^= 1
+    with pytest.raises(TarFormatError, match="checksum"):
+        members_of(bytes(data))
+    with pytest.raises(TarFormatError, match="end of archive"):
+        members_of(buf.getvalue()[:520])

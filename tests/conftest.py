@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -75,3 +76,13 @@ def _smtp_password_env(monkeypatch):
     from servers import SMTP_PASSWORD
 
     monkeypatch.setenv("VIGIL_TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+
+
+@pytest.fixture
+def big_tree(tmp_path: Path) -> Path:
+    """Enough incompressible data that the source step lasts a while."""
+    root = tmp_path / "big"
+    root.mkdir()
+    for i in range(48):
+        (root / f"blob{i:02d}.bin").write_bytes(os.urandom(8 << 20))
+    return root

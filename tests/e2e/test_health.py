@@ -35,7 +35,7 @@ def test_failed_last_run_is_critical_and_works_without_journal(tmp_path, make_jo
 
 
 def test_three_starts_at_once_warn_and_name_the_starters(tmp_path, make_job, app_tree):
-    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[hooks]\nbefore = [["sleep", "1"]]\n')
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[hooks]\nbefore = [["sleep", "4"]]\n')
     cmd = f"{VIGIL} --config {job} run"
     starters = [["sh", "-c", f"{cmd}; true"], ["bash", "-c", f"{cmd}; true"],
                 ["python3", "-c", f"import subprocess; subprocess.run({cmd.split()!r})"]]

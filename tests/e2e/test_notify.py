@@ -67,14 +67,8 @@ def test_failing_before_hook_mails_once_and_after_hook_runs(tmp_path, make_job, 
     assert not committed(tmp_path / "backups")
 
 
-def test_sigterm_mid_run_mails_once(tmp_path, make_job, smtp_server):
-    import os
-
-    big = tmp_path / "big"
-    big.mkdir()
-    for i in range(40):
-        (big / f"{i}.bin").write_bytes(os.urandom(8 << 20))
-    job = make_job(files_job_body(big, tmp_path / "backups") + email_notify(smtp_server))
+def test_sigterm_mid_run_mails_once(tmp_path, make_job, smtp_server, big_tree):
+    job = make_job(files_job_body(big_tree, tmp_path / "backups") + email_notify(smtp_server))
     proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL)
     wait_for_step(job, "source:")
     proc.send_signal(signal.SIGTERM)
@@ -100,14 +94,8 @@ def test_unexpected_exception_mails_once(tmp_path, make_job, app_tree, smtp_serv
     assert run["outcome"] == "failed" and "injected bug" in run["error"]
 
 
-def test_kill_9_is_mailed_by_the_next_run(tmp_path, make_job, smtp_server):
-    import os
-
-    big = tmp_path / "big"
-    big.mkdir()
-    for i in range(40):
-        (big / f"{i}.bin").write_bytes(os.urandom(8 << 20))
-    job = make_job(files_job_body(big, tmp_path / "backups") + email_notify(smtp_server))
+def test_kill_9_is_mailed_by_the_next_run(tmp_path, make_job, smtp_server, big_tree):
+    job = make_job(files_job_body(big_tree, tmp_path / "backups") + email_notify(smtp_server))
     proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL)
     killed = wait_for_step(job, "source:")
     proc.kill()
@@ -138,7 +126,7 @@ def test_skipped_is_sent_only_to_channels_that_ask(tmp_path, make_job, app_tree,
         on = ["skipped"]
         url = "{http_recorder.url}/hook"
         [hooks]
-        before = [["sleep", "2"]]
+        before = [["sleep", "5"]]
     """))
     first = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL)
     wait_for_step(job, "hook:before")

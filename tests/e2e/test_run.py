@@ -138,7 +138,7 @@ def test_sqlite_copy_round_trip_while_written(tmp_path, make_job):
 def test_three_simultaneous_runs_one_backup(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
     # The before hook keeps the first run holding the lock while the others try.
-    job = make_job(files_job_body(app_tree, dest) + '[hooks]\nbefore = [["sleep", "2"]]\n')
+    job = make_job(files_job_body(app_tree, dest) + '[hooks]\nbefore = [["sleep", "5"]]\n')
     procs = [subprocess.Popen([VIGIL, "--config", str(job), "run"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
@@ -252,16 +252,6 @@ def test_missing_source_root_fails_at_its_step(tmp_path, make_job):
     [run] = vigil_json("runs", config=missing)
     assert run["outcome"] == "failed" and run["step"] == "source:app"
     assert not committed(dest, "gone")
-
-
-@pytest.fixture
-def big_tree(tmp_path: Path) -> Path:
-    """Enough incompressible data that the source step lasts a while."""
-    root = tmp_path / "big"
-    root.mkdir()
-    for i in range(48):
-        (root / f"blob{i:02d}.bin").write_bytes(os.urandom(8 << 20))
-    return root
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import re
+from abc import abstractmethod
 import shutil
 import subprocess
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from vigil.errors import BackupError, TransientError
+from vigil.retry import with_retry
+from vigil.sources import ArtifactOutput, Source
 
 READ = 1 << 20
 STDERR_KEEP = 16 << 10
@@ -133,6 +136,44 @@ class Child:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()  # on any way out; a finished child is left alone
+
+
+class DatabaseSource(Source):
+    """What the postgres and mysql sources share: connect with retries, then one
+    artifact per database, each dump retried as a whole on transient errors."""
+
+    kind: str  # artifact type: postgres | mysql
+    extension: str  # pgdump | sql
+
+    @abstractmethod
+    def engine(self) -> Any:
+        """The client for this source's server (Postgres or Mysql)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "host": self.cfg.host,
+                "databases": self.cfg.databases or self.cfg.database}
+
+    def backup(self, out: ArtifactOutput) -> None:
+        engine = self.engine()
+        retry = self.ctx.job.retry
+        several = self.cfg.databases is not None
+        try:
+            with_retry(engine.check, attempts=retry.attempts, delay=retry.delay,
+                       what=f"{self.label}: connect", log=self.ctx.log)
+            for db in engine.databases():
+                name = f"db-{self.name}-{db}.{self.extension}.zst" if several else f"db-{self.name}.{self.extension}.zst"
+
+                def one(db: str = db, name: str = name) -> None:
+                    with out.artifact(name, self.kind) as stream:
+                        stream.meta["tables"] = engine.dump(db, stream.write)
+                        stream.meta["database"] = db
+
+                with_retry(one, attempts=retry.attempts, delay=retry.delay,
+                           what=f"{self.label}: dump of {db}", log=self.ctx.log)
+        except BackupError as exc:
+            if exc.step:  # a destination failed while we streamed: its step, not ours
+                raise
+            raise self.fail(str(exc).removeprefix(f"{self.label}: ")) from None
 
 
 def child_env(**extra: str) -> dict[str, str]:

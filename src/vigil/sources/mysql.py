@@ -15,9 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from vigil.config import MysqlSource as MysqlConfig, read_secret
 from vigil.errors import BackupError
-from vigil.retry import with_retry
-from vigil.sources import ArtifactOutput, Source
-from vigil.sources.dbtools import Child, child_env, run, secret_file, which
+from vigil.sources.dbtools import Child, DatabaseSource, child_env, run, secret_file, which
 from vigil.sources.postgres import feed
 
 FOOTER = b"-- Dump completed"
@@ -147,36 +145,12 @@ class Mysql:
                  chunks)
 
 
-class MysqlSource(Source):
-    def _engine(self) -> Mysql:
+class MysqlSource(DatabaseSource):
+    kind, extension = "mysql", "sql"
+
+    def engine(self) -> Mysql:
         return Mysql(self.cfg, self.ctx.tmp_dir or Path("/tmp"), self.label)
 
     def preflight(self) -> None:
         Mysql.dump_tool()
         Mysql.client_tool()
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "host": self.cfg.host or str(self.cfg.socket),
-                "databases": self.cfg.databases or self.cfg.database}
-
-    def backup(self, out: ArtifactOutput) -> None:
-        engine = self._engine()
-        retry = self.ctx.job.retry
-        try:
-            with_retry(engine.check, attempts=retry.attempts, delay=retry.delay,
-                       what=f"{self.label}: connect", log=self.ctx.log)
-            databases = engine.databases()
-            for db in databases:
-                name = f"db-{self.name}.sql.zst" if self.cfg.database else f"db-{self.name}-{db}.sql.zst"
-
-                def one(db: str = db, name: str = name) -> None:
-                    with out.artifact(name, "mysql") as stream:
-                        stream.meta["tables"] = engine.dump(db, stream.write)
-                        stream.meta["database"] = db
-
-                with_retry(one, attempts=retry.attempts, delay=retry.delay,
-                           what=f"{self.label}: dump of {db}", log=self.ctx.log)
-        except BackupError as exc:
-            if exc.step:  # a destination failed while we streamed: its step, not ours
-                raise
-            raise self.fail(str(exc).removeprefix(f"{self.label}: ")) from None

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import glob
 import re
+from functools import lru_cache
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from vigil.config import PostgresSource as PostgresConfig, read_secret
 from vigil.errors import BackupError
-from vigil.retry import with_retry
-from vigil.sources import ArtifactOutput, Source
-from vigil.sources.dbtools import Child, child_env, classify, run, secret_file
+from vigil.sources.dbtools import Child, DatabaseSource, child_env, classify, run, secret_file
 
 END = "__VIGIL_END__"
 SEP = "\x1f"
@@ -63,12 +62,14 @@ def parse_dsn(dsn: str) -> tuple[dict[str, str], str | None]:
     return env, password
 
 
+@lru_cache(maxsize=None)
 def _version_of(binary: str) -> int:
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
     m = re.search(r"(\d+)(?:\.(\d+))?", out)
     return int(m.group(1)) if m else 0
 
 
+@lru_cache(maxsize=None)
 def find_tool(name: str, server_major: int | None = None) -> str:
     """The newest installed client tool, preferring Debian's versioned directories."""
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
@@ -259,36 +260,12 @@ class _Session:
         self.proc.wait()
 
 
-class PostgresSource(Source):
-    def _engine(self) -> Postgres:
+class PostgresSource(DatabaseSource):
+    kind, extension = "postgres", "pgdump"
+
+    def engine(self) -> Postgres:
         return Postgres(self.cfg, self.ctx.tmp_dir or Path("/tmp"), self.label)
 
     def preflight(self) -> None:
         find_tool("pg_dump")
         find_tool("psql")
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "host": self.cfg.host, "databases": self.cfg.databases or self.cfg.database}
-
-    def backup(self, out: ArtifactOutput) -> None:
-        engine = self._engine()
-        retry = self.ctx.job.retry
-        try:
-            with_retry(engine.check, attempts=retry.attempts, delay=retry.delay,
-                       what=f"{self.label}: connect", log=self.ctx.log)
-            databases = engine.databases()
-            for db in databases:
-                name = f"db-{self.name}.pgdump.zst" if len(databases) == 1 and self.cfg.databases is None \
-                    else f"db-{self.name}-{db}.pgdump.zst"
-
-                def one(db: str = db, name: str = name) -> None:
-                    with out.artifact(name, "postgres") as stream:
-                        stream.meta["tables"] = engine.dump(db, stream.write)
-                        stream.meta["database"] = db
-
-                with_retry(one, attempts=retry.attempts, delay=retry.delay,
-                           what=f"{self.label}: dump of {db}", log=self.ctx.log)
-        except BackupError as exc:
-            if exc.step:  # a destination failed while we streamed: its step, not ours
-                raise
-            raise self.fail(str(exc).removeprefix(f"{self.label}: ")) from None

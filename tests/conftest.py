@@ -86,3 +86,32 @@ def big_tree(tmp_path: Path) -> Path:
     for i in range(48):
         (root / f"blob{i:02d}.bin").write_bytes(os.urandom(8 << 20))
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto in server mode on 127.0.0.1: the same HTTP code path as a real store."""
+    from moto.server import ThreadedMotoServer
+
+    from servers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    import secrets
+
+    import boto3
+
+    monkeypatch.setenv("VIGIL_TEST_S3_KEY", "testing")
+    monkeypatch.setenv("VIGIL_TEST_S3_SECRET", "testing")
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    name = f"vigil-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=name)
+    return s3, name

@@ -152,22 +152,33 @@ def list_(
     from vigil.destinations import make_destination
 
     rows: list[dict[str, Any]] = []
+    unreachable = 0
     for j in _state(ctx).jobs([job] if job else None):
         for dcfg in j.destination:
-            dest = make_destination(dcfg)
-            for m in dest.list(j.name):
+            try:
+                found = make_destination(dcfg).list(j.name)
+            except VigilError as exc:
+                # Show what the others hold, but never pretend the list is whole.
+                print(f"vigil: {j.name}: {exc}", file=sys.stderr)
+                unreachable += 1
+                continue
+            for m in found:
                 rows.append({
-                    "id": m.id, "job": j.name, "destination": dest.name, "started_at": m.started_at,
+                    "id": m.id, "job": j.name, "destination": dcfg.name, "started_at": m.started_at,
                     "finished_at": m.finished_at, "size": m.size, "artifacts": [a.name for a in m.artifacts],
                     "warnings": m.warnings, "status": "complete",
                 })
     rows.sort(key=lambda r: (r["started_at"], r["id"]), reverse=True)
     if as_json:
         _print_json(rows)
-        return
-    if not rows:
+    elif not rows:
         print("no complete backups")
-        return
+    else:
+        _print_list(rows)
+    raise typer.Exit(EXIT_FAILED if unreachable else EXIT_OK)
+
+
+def _print_list(rows: list[dict[str, Any]]) -> None:
     print(_table(
         [[r["job"], r["destination"], r["id"], r["started_at"], human_size(r["size"]), r["status"],
           str(len(r["warnings"])) if r["warnings"] else "-"] for r in rows],
@@ -343,7 +354,7 @@ def prune(
             failed = True
             continue
         try:
-            outcomes = prune_job(j, dry_run, log)
+            outcomes = prune_job(j, dry_run, log, dead=_dead_runs(j))
         except VigilError as exc:
             print(f"vigil: {j.name}: {exc}", file=sys.stderr)
             failed = True
@@ -356,6 +367,19 @@ def prune(
             for p in o.partials_removed:
                 print(f"  unfinished backup {p}: {'would remove' if dry_run else 'removed'}")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _dead_runs(job: Job) -> set[str]:
+    from vigil.prune import dead_runs
+
+    js = journals([job])
+    if not js:
+        return set()
+    journal = next(iter(js.values()))
+    try:
+        return dead_runs(journal)
+    finally:
+        journal.close()
 
 
 def _last_finished_run(job: Job):

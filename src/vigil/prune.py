@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from vigil.config import Job
 from vigil.destinations import Destination, make_destination
 from vigil.errors import BackupError
+from vigil.journal import Journal
 from vigil.retention import Backup, Decision, decide
 
 PARTIAL_MAX_AGE = 24 * 3600  # an unfinished backup older than this belongs to no live run
@@ -21,8 +22,13 @@ class Outcome:
     partials_removed: list[str]
 
 
+def dead_runs(journal: Journal) -> set[str]:
+    """Runs known to be over without a commit: their unfinished backups can go at once."""
+    return {r.run_id for r in journal.runs() if r.outcome in ("failed", "interrupted", "died")}
+
+
 def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.Logger,
-                      protect: set[str] | None = None) -> Outcome:
+                      dead: set[str] | None = None) -> Outcome:
     manifests = dest.list(job.name)
     decisions = decide([Backup(m.id, m.started) for m in manifests], job.retention)
     deleted, partials = [], []
@@ -33,22 +39,23 @@ def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.L
         dest.delete(job.name, d.backup.id)
         deleted.append(d.backup.id)
     for p in dest.partials(job.name):
-        if p.age > PARTIAL_MAX_AGE and p.backup_id not in (protect or set()):
+        if p.age > PARTIAL_MAX_AGE or p.backup_id in (dead or set()):
             if not dry_run:
-                log.info("prune %s: removing unfinished backup %s (%.0fh old)", dest.name, p.backup_id, p.age / 3600)
+                log.info("prune %s: removing unfinished backup %s (%.1fh old)", dest.name, p.backup_id, p.age / 3600)
                 dest.delete_partial(job.name, p.backup_id)
             partials.append(p.backup_id)
     return Outcome(dest.name, decisions, deleted, partials)
 
 
-def prune_job(job: Job, dry_run: bool, log: logging.Logger, only: list[str] | None = None) -> list[Outcome]:
+def prune_job(job: Job, dry_run: bool, log: logging.Logger, only: list[str] | None = None,
+              dead: set[str] | None = None) -> list[Outcome]:
     """Prune every destination (or those named in `only`); raise BackupError naming a failed one."""
     outcomes, errors = [], []
     for cfg in job.destination:
         if only is not None and cfg.name not in only:
             continue
         try:
-            outcomes.append(prune_destination(job, make_destination(cfg), dry_run, log))
+            outcomes.append(prune_destination(job, make_destination(cfg, job.retry.attempts), dry_run, log, dead))
         except BackupError as exc:
             errors.append(str(exc))
     if errors:

@@ -29,7 +29,7 @@ from vigil.journal import Journal, RunRow
 from vigil.lock import JobLock, LockHeld
 from vigil.manifest import Artifact, Manifest, new_backup_id
 from vigil.monitor import write_textfile
-from vigil.prune import prune_job
+from vigil.prune import dead_runs, prune_job
 from vigil.sources import Source, SourceContext, make_source
 from vigil.stream import ArtifactStream, FanOut
 from vigil.timeutil import iso, utcnow
@@ -321,22 +321,34 @@ class Run:
         unsupported = unsupported_features(job)
         if unsupported:
             raise BackupError(f"{job.config_path}: {unsupported}", "preflight")
-        destinations = [make_destination(d) for d in job.destination]
         ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
         sources = [make_source(s, ctx) for s in job.source]
         for source in sources:
             source.preflight()
-        for dest in destinations:
-            dest.check(job.name, self._space_needed(dest))
+        # A destination that cannot be used is left out and reported; the
+        # backup still goes to the others (the run is failed all the same).
+        destinations: list[Destination] = []
+        unusable: dict[str, BackupError] = {}
+        for cfg in job.destination:
+            try:
+                dest = make_destination(cfg, job.retry.attempts)
+                dest.check(job.name, self._space_needed(dest))
+                destinations.append(dest)
+            except BackupError as exc:
+                self.log.error("%s", exc)
+                unusable[cfg.name] = exc
+        if not destinations:
+            raise next(iter(unusable.values()))
 
         try:
             self._enter("hook:before")
             self._hooks_started = bool(job.hooks.before)
             run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env())
-            backup_set = self._back_up(sources, destinations, ctx)
+            backup_set = self._back_up(sources, destinations, ctx, {n: str(e) for n, e in unusable.items()})
             self._enter("retention")
             # Only here: after a backup committed everywhere. A failed run never prunes.
-            prune_job(job, dry_run=False, log=self.log, only=self.committed_on)
+            prune_job(job, dry_run=False, log=self.log, only=self.committed_on,
+                      dead=dead_runs(self.journal) if self.journal else set())
         except BaseException:
             self._after_hooks(failed=True)
             raise
@@ -372,9 +384,11 @@ class Run:
             return 0
         return int(newest[0].size * 1.2) if newest else 0
 
-    def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext) -> BackupSet:
+    def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext,
+                 unusable: dict[str, str]) -> BackupSet:
         writers: dict[str, BackupWriter] = {}
         self._backup_set = backup_set = BackupSet(writers, self.log)
+        backup_set.failed.update(unusable)
         for dest in destinations:
             self._enter(f"destination:{dest.name}")
             writers[dest.name] = dest.begin(self.job.name, self.run_id)
@@ -449,9 +463,6 @@ def unsupported_features(job: Job) -> str | None:
     """Config this version validates but cannot honour: refuse rather than, say, back up unencrypted."""
     if job.encryption is not None:
         return "encryption: not supported by this version of vigil; refusing to write unencrypted backups"
-    for d in job.destination:
-        if d.type != "local":
-            return f"destination {d.name}: type {d.type!r} is not supported by this version of vigil"
     if job.lock.backend != "local":
         return f"lock.backend: {job.lock.backend!r} is not supported by this version of vigil"
     return None

@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
 
-from vigil.errors import BackupError
 from vigil.manifest import Manifest
 from vigil.stream import Sink
 
@@ -86,11 +85,12 @@ class Destination(ABC):
         return f"{self.type} {self.name}"
 
 
-def make_destination(cfg: Any) -> Destination:
+def make_destination(cfg: Any, attempts: int = 3) -> Destination:
+    """The destination for a config table; `attempts` for stores that retry transient errors."""
+    if cfg.type == "s3":
+        from vigil.destinations.s3 import S3Destination
+
+        return S3Destination(cfg, attempts)
     from vigil.destinations.local import LocalDestination
 
-    kinds: dict[str, type[Destination]] = {"local": LocalDestination}
-    if cfg.type not in kinds:
-        raise BackupError(f"destination {cfg.name}: type {cfg.type!r} is not supported by this version of vigil",
-                          f"destination:{cfg.name}")
-    return kinds[cfg.type](cfg)
+    return LocalDestination(cfg)

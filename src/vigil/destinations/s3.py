@@ -1,0 +1,261 @@
+"""S3-compatible object storage (AWS S3, MinIO, Ceph RGW, …) through boto3.
+
+Objects live under `{prefix}{job}/{id}/` with the names of SPEC §4. Each
+artifact is a streaming multipart upload fed while the source is read
+(memory: one part buffer per open artifact); the manifest is uploaded last
+and commits the backup. An aborted run aborts its multipart uploads and
+deletes what it uploaded; uploads left by a killed process are found by
+`partials()` (ListMultipartUploads) and cleaned by prune.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timezone
+from typing import Any, BinaryIO, Iterator
+
+from vigil.destinations import BackupWriter, Destination, Partial
+from vigil.errors import BackupError
+from vigil.manifest import MANIFEST, Manifest, is_backup_id
+
+PART = 8 << 20  # S3's minimum part is 5 MiB; the size grows every 1000 parts (10,000 parts at most)
+READ = 1 << 20
+
+
+def _client(cfg: Any, attempts: int) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    keys: dict[str, str] = {}
+    for key, env in (("aws_access_key_id", cfg.access_key_id_env), ("aws_secret_access_key", cfg.secret_access_key_env)):
+        if env:
+            if env not in os.environ:
+                raise BackupError(f"destination {cfg.name}: environment variable {env} is not set",
+                                  f"destination:{cfg.name}")
+            keys[key] = os.environ[env]
+    # botocore retries transient errors (5xx, throttling, connection resets) itself, with back-off.
+    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+    return boto3.client("s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region, config=config, **keys)
+
+
+def _reason(exc: Exception) -> str:
+    err = getattr(exc, "response", {}).get("Error", {})
+    if err:
+        return f"{err.get('Code')}: {err.get('Message') or ''}".rstrip(": ")
+    return str(exc)
+
+
+class _Body:
+    """A streaming GET body usable in `with`."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def read(self, n: int = -1) -> bytes:
+        return self.body.read(n if n >= 0 else None)
+
+    def __enter__(self) -> "_Body":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.body.close()
+
+
+class _MultipartSink:
+    def __init__(self, dest: "S3Destination", key: str) -> None:
+        self.dest, self.key = dest, key
+        self.buf = bytearray()
+        self.parts: list[dict[str, Any]] = []
+        self.upload_id: str | None = None
+        self.done = False
+
+    def _extra(self) -> dict[str, str]:
+        extra = {}
+        if self.dest.cfg.storage_class:
+            extra["StorageClass"] = self.dest.cfg.storage_class
+        if self.dest.cfg.sse:
+            extra["ServerSideEncryption"] = self.dest.cfg.sse
+        return extra
+
+    def _part_size(self) -> int:
+        return PART * (1 + len(self.parts) // 1000)
+
+    def _upload_part(self, data: bytes) -> None:
+        s3 = self.dest.s3
+        if self.upload_id is None:
+            self.upload_id = s3.create_multipart_upload(Bucket=self.dest.cfg.bucket, Key=self.key,
+                                                        **self._extra())["UploadId"]
+        n = len(self.parts) + 1
+        etag = s3.upload_part(Bucket=self.dest.cfg.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=n,
+                              Body=data)["ETag"]
+        self.parts.append({"PartNumber": n, "ETag": etag})
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.buf += data
+        size = self._part_size()
+        while len(self.buf) >= size:
+            self._upload_part(bytes(self.buf[:size]))
+            del self.buf[:size]
+            size = self._part_size()
+
+    def close(self) -> None:
+        s3, bucket = self.dest.s3, self.dest.cfg.bucket
+        if self.upload_id is None:
+            s3.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buf), **self._extra())
+        else:
+            if self.buf:
+                self._upload_part(bytes(self.buf))
+            s3.complete_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id,
+                                         MultipartUpload={"Parts": self.parts})
+        self.buf = bytearray()
+        self.done = True
+
+    def abort(self) -> None:
+        try:
+            if self.upload_id is not None and not self.done:
+                self.dest.s3.abort_multipart_upload(Bucket=self.dest.cfg.bucket, Key=self.key,
+                                                    UploadId=self.upload_id)
+        except Exception:  # noqa: BLE001 - abort never raises; prune cleans what is left
+            pass
+        self.buf = bytearray()
+
+
+class _S3Writer(BackupWriter):
+    def __init__(self, dest: "S3Destination", job: str, backup_id: str) -> None:
+        self.dest, self.job, self.backup_id = dest, job, backup_id
+        self.sinks: list[_MultipartSink] = []
+
+    def open(self, name: str) -> _MultipartSink:
+        sink = _MultipartSink(self.dest, self.dest.key(self.job, self.backup_id, name))
+        self.sinks.append(sink)
+        return sink
+
+    def read_back(self, name: str) -> Iterator[bytes]:
+        with self.dest.read(self.job, self.backup_id, name) as body:
+            while chunk := body.read(READ):
+                yield chunk
+
+    def commit(self, manifest: bytes) -> None:
+        try:
+            self.dest.s3.put_object(Bucket=self.dest.cfg.bucket, Body=manifest, ContentType="application/json",
+                                    Key=self.dest.key(self.job, self.backup_id, MANIFEST))
+        except Exception as exc:  # noqa: BLE001 - reported as this destination's failure
+            raise OSError(f"cannot upload the manifest: {_reason(exc)}") from None
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            sink.abort()
+        try:
+            self.dest.delete_partial(self.job, self.backup_id)
+        except BackupError:
+            pass
+
+
+class S3Destination(Destination):
+    type = "s3"
+
+    def __init__(self, cfg: Any, attempts: int = 3) -> None:
+        super().__init__(cfg)
+        self.s3 = _client(cfg, attempts)
+
+    def key(self, job: str, backup_id: str, name: str = "") -> str:
+        return f"{self.cfg.prefix}{job}/{backup_id}/{name}"
+
+    def _fail(self, what: str, exc: Exception) -> BackupError:
+        return BackupError(f"destination {self.name}: {what}: {_reason(exc)}", f"destination:{self.name}")
+
+    def check(self, job: str, need_bytes: int) -> None:
+        try:
+            self.s3.head_bucket(Bucket=self.cfg.bucket)
+        except Exception as exc:  # noqa: BLE001 - any failure: unreachable, no bucket, no access
+            raise self._fail(f"bucket {self.cfg.bucket} not usable", exc) from None
+
+    def begin(self, job: str, backup_id: str) -> _S3Writer:
+        return _S3Writer(self, job, backup_id)
+
+    def _backup_ids(self, job: str) -> list[str]:
+        ids = []
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.cfg.bucket, Prefix=f"{self.cfg.prefix}{job}/", Delimiter="/")
+        for page in pages:
+            for p in page.get("CommonPrefixes", []):
+                name = p["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                if is_backup_id(name):
+                    ids.append(name)
+        return ids
+
+    def list(self, job: str) -> list[Manifest]:
+        found = []
+        try:
+            for backup_id in self._backup_ids(job):
+                try:
+                    body = self.s3.get_object(Bucket=self.cfg.bucket, Key=self.key(job, backup_id, MANIFEST))["Body"]
+                except self.s3.exceptions.NoSuchKey:
+                    continue  # no manifest: not committed
+                try:
+                    found.append(Manifest.loads(body.read()))
+                except ValueError:
+                    continue
+        except BackupError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("cannot list backups", exc) from None
+        return sorted(found, key=lambda m: (m.started_at, m.id), reverse=True)
+
+    def read(self, job: str, backup_id: str, name: str) -> BinaryIO:
+        try:
+            return _Body(self.s3.get_object(Bucket=self.cfg.bucket, Key=self.key(job, backup_id, name))["Body"])  # type: ignore[return-value]
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(f"cannot read {self.key(job, backup_id, name)}", exc) from None
+
+    def _delete_prefix(self, prefix: str, first: str | None = None) -> None:
+        if first:
+            self.s3.delete_object(Bucket=self.cfg.bucket, Key=first)
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.bucket, Prefix=prefix):
+            objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objects:
+                self.s3.delete_objects(Bucket=self.cfg.bucket, Delete={"Objects": objects, "Quiet": True})
+
+    def delete(self, job: str, backup_id: str) -> None:
+        try:
+            self._delete_prefix(self.key(job, backup_id), first=self.key(job, backup_id, MANIFEST))
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(f"cannot delete backup {backup_id}", exc) from None
+
+    def partials(self, job: str) -> list[Partial]:
+        out: dict[str, float] = {}
+        now = time.time()
+        try:
+            committed = {m.id for m in self.list(job)}
+            for backup_id in self._backup_ids(job):
+                if backup_id in committed:
+                    continue
+                newest = 0.0
+                for page in self.s3.get_paginator("list_objects_v2").paginate(
+                        Bucket=self.cfg.bucket, Prefix=self.key(job, backup_id)):
+                    for o in page.get("Contents", []):
+                        newest = max(newest, o["LastModified"].astimezone(timezone.utc).timestamp())
+                out[backup_id] = now - newest
+            for page in self.s3.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.cfg.bucket, Prefix=f"{self.cfg.prefix}{job}/"):
+                for u in page.get("Uploads", []):
+                    backup_id = u["Key"][len(f"{self.cfg.prefix}{job}/"):].split("/", 1)[0]
+                    age = now - u["Initiated"].astimezone(timezone.utc).timestamp()
+                    out[backup_id] = min(out.get(backup_id, age), age)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("cannot list unfinished backups", exc) from None
+        return [Partial(i, age) for i, age in out.items()]
+
+    def delete_partial(self, job: str, backup_id: str) -> None:
+        try:
+            for page in self.s3.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.cfg.bucket, Prefix=self.key(job, backup_id)):
+                for u in page.get("Uploads", []):
+                    self.s3.abort_multipart_upload(Bucket=self.cfg.bucket, Key=u["Key"], UploadId=u["UploadId"])
+            if not any(m.id == backup_id for m in self.list(job)):
+                self._delete_prefix(self.key(job, backup_id))
+        except BackupError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(f"cannot clean up unfinished backup {backup_id}", exc) from None

@@ -1,0 +1,129 @@
+"""The s3 destination against an S3 HTTP server (moto in server mode)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+import time
+
+import zstandard
+
+from helpers import VIGIL, committed, tree_listing, vigil, vigil_json, wait_for_step
+
+
+def s3_dest(endpoint: str, bucket: str, name: str = "offsite") -> str:
+    return textwrap.dedent(f"""
+        [[destination]]
+        type = "s3"
+        name = "{name}"
+        bucket = "{bucket}"
+        prefix = "backups/"
+        endpoint_url = "{endpoint}"
+        region = "us-east-1"
+        access_key_id_env = "VIGIL_TEST_S3_KEY"
+        secret_access_key_env = "VIGIL_TEST_S3_SECRET"
+    """)
+
+
+def files_and_sqlite(src, db) -> str:
+    return textwrap.dedent(f"""
+        [[source]]
+        type = "files"
+        name = "app"
+        path = "{src}"
+        [[source]]
+        type = "sqlite"
+        name = "db"
+        path = "{db}"
+    """)
+
+
+def test_round_trip_through_s3_and_local(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    db = app_tree / "database/database.sqlite"
+    job = make_job(files_and_sqlite(app_tree, db) + s3_dest(s3_server, bucket)
+                   + f'[[destination]]\ntype = "local"\npath = "{tmp_path / "local"}"\n')
+    vigil("run", config=job, check=0)
+    rows = vigil_json("list", config=job)
+    assert sorted(r["destination"] for r in rows) == ["local", "offsite"] and rows[0]["id"] == rows[1]["id"]
+    backup_id = rows[0]["id"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"backups/app/{backup_id}/manifest.json" in keys
+    assert f"backups/app/{backup_id}/files-app.tar.zst" in keys
+    # By hand: download, zstd -d | tar -x, and the SHA-256 matches the manifest.
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"backups/app/{backup_id}/manifest.json")["Body"].read())
+    raw = s3.get_object(Bucket=bucket, Key=f"backups/app/{backup_id}/files-app.tar.zst")["Body"].read()
+    import hashlib
+
+    art = next(a for a in manifest["artifacts"] if a["name"] == "files-app.tar.zst")
+    assert hashlib.sha256(raw).hexdigest() == art["sha256"]
+    out = tmp_path / "by-hand"
+    out.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(out)], input=zstandard.decompress(raw, max_output_size=1 << 30),
+                   check=True)
+    assert tree_listing(out) == tree_listing(app_tree)
+
+    vigil("verify", "app", "latest", "--deep", "--restore-test", config=job, check=0)
+    target = tmp_path / "restored"
+    done = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    assert "from offsite" in done.stdout  # the first destination listed in the job
+    assert tree_listing(target) == tree_listing(app_tree)
+
+
+def test_large_artifact_uses_multipart_and_prune_deletes_objects(tmp_path, make_job, big_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{big_tree}"\n'
+                   + s3_dest(s3_server, bucket) + "[retention]\nkeep_last = 1\n")
+    vigil("run", config=job, check=0, timeout=300)
+    vigil("run", config=job, check=0, timeout=300)
+    [row] = vigil_json("list", config=job)
+    prefixes = {o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert prefixes == {row["id"]}  # the older backup was pruned, objects and all
+    vigil("verify", config=job, check=0)
+
+
+def test_killed_upload_is_not_listed_and_cleaned_by_next_prune(tmp_path, make_job, big_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{big_tree}"\n' + s3_dest(s3_server, bucket))
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL)
+    wait_for_step(job, "source:")
+    deadline = time.time() + 30
+    while not s3.list_multipart_uploads(Bucket=bucket).get("Uploads") and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert vigil_json("list", config=job) == []
+    vigil("run", "app", config=job, check=0, timeout=300)  # marks the killed run died
+    vigil("prune", config=job, check=0)
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    [row] = vigil_json("list", config=job)
+    prefixes = {o["Key"].split("/")[2] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert prefixes == {row["id"]}
+
+
+def test_missing_bucket_fails_naming_the_destination_and_spares_the_others(tmp_path, make_job, app_tree,
+                                                                          s3_server, s3_bucket, http_recorder):
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n'
+                   + s3_dest(s3_server, "no-such-bucket")
+                   + f'[[destination]]\ntype = "local"\npath = "{tmp_path / "local"}"\n'
+                   + f'[[notify]]\ntype = "webhook"\nurl = "{http_recorder.url}/n"\n')
+    proc = vigil("run", config=job, check=1)
+    assert "offsite" in proc.stderr and "no-such-bucket" in proc.stderr
+    [run] = vigil_json("runs", config=job)
+    assert run["step"] == "destination:offsite"
+    payload = json.loads(http_recorder.requests[0]["body"])
+    assert "destination offsite" in payload["error"] and payload["committed_on"] == ["local"]
+    assert len(committed(tmp_path / "local")) == 1  # the local copy is complete and listed
+    listed = vigil("list", "--json", config=job)
+    assert listed.returncode == 1 and "offsite" in listed.stderr  # the list is not whole, and says so
+    assert [r["destination"] for r in json.loads(listed.stdout)] == ["local"]
+
+
+def test_missing_credentials_variable_is_named(tmp_path, make_job, app_tree, s3_server, s3_bucket, monkeypatch):
+    monkeypatch.delenv("VIGIL_TEST_S3_SECRET")
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n' + s3_dest(s3_server, s3_bucket[1]))
+    proc = vigil("run", config=job, check=1)
+    assert "destination offsite: environment variable VIGIL_TEST_S3_SECRET is not set" in proc.stderr
+    assert "Traceback" not in proc.stderr

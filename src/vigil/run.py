@@ -285,7 +285,7 @@ class Run:
             return self._environment_failure(str(exc))
         except Interrupted as exc:
             return RunResult(self.job.name, INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
-        outcome, error, backup_set = FAILED, None, None
+        outcome, error = FAILED, None
         try:
             self._open_run_log()
             self.log.info("run %s of job %s started (pid %d)", self.run_id, self.job.name, self.pid)
@@ -294,7 +294,7 @@ class Run:
             for dead in self.journal.mark_died(self.job.name, self.host, {self.run_id}):
                 self.log.error("%s", dead.error)
                 self._notify(dead, {})
-            backup_set = self._work()
+            self._work()
             outcome = SUCCESS
         except Interrupted as exc:
             outcome, error = INTERRUPTED, f"interrupted by {exc.signame} during step {self.step}"
@@ -307,15 +307,15 @@ class Run:
             self.log.debug("%s", traceback.format_exc())
         finally:
             self._finishing = True
-            if backup_set is None and self._backup_set is not None:
-                self._backup_set.abort()
+            if outcome != SUCCESS and self._backup_set is not None:
+                self._backup_set.abort()  # committed copies are renamed away: only partials go
         if outcome != SUCCESS:
             self.log.error("run %s failed at step %s: %s", self.run_id, self.step, error)
             if self.committed_on:
                 error = f"{error} (the backup {self.run_id} was committed on {', '.join(self.committed_on)})"
         return self._finish(outcome, error)
 
-    def _work(self) -> BackupSet:
+    def _work(self) -> None:
         job = self.job
         self._enter("preflight")
         unsupported = unsupported_features(job)
@@ -344,7 +344,7 @@ class Run:
             self._enter("hook:before")
             self._hooks_started = bool(job.hooks.before)
             run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env())
-            backup_set = self._back_up(sources, destinations, ctx, {n: str(e) for n, e in unusable.items()})
+            self._back_up(sources, destinations, ctx, {n: str(e) for n, e in unusable.items()})
             self._enter("retention")
             # Only here: after a backup committed everywhere. A failed run never prunes.
             prune_job(job, dry_run=False, log=self.log, only=self.committed_on,
@@ -353,7 +353,6 @@ class Run:
             self._after_hooks(failed=True)
             raise
         self._after_hooks(failed=False)
-        return backup_set
 
     def _after_hooks(self, failed: bool) -> None:
         job = self.job
@@ -385,7 +384,7 @@ class Run:
         return int(newest[0].size * 1.2) if newest else 0
 
     def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext,
-                 unusable: dict[str, str]) -> BackupSet:
+                 unusable: dict[str, str]) -> None:
         writers: dict[str, BackupWriter] = {}
         self._backup_set = backup_set = BackupSet(writers, self.log)
         backup_set.failed.update(unusable)
@@ -429,7 +428,6 @@ class Run:
             first = next(iter(backup_set.failed))
             raise BackupError(backup_set.failed[first], f"destination:{first}")
         self.log.info("backup %s committed on %s (%d bytes)", self.run_id, ", ".join(self.committed_on), self.size)
-        return backup_set
 
     def _finish(self, outcome: str, error: str | None) -> RunResult:
         step = None if outcome == SUCCESS else self.step

@@ -169,12 +169,14 @@ class Postgres:
         with self.env(database) as env, _Session(find_tool("psql"), env, self.label) as session:
             session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             [[snapshot]] = session.query("SELECT pg_export_snapshot()")
+            sql = self.counts_sql(session.query(self.tables_sql()))
+            if sql:
+                session.send(sql)  # counted by the server while pg_dump streams: same snapshot
             with Child([pg_dump, "-Fc", "-Z0", f"--snapshot={snapshot}", "--no-password"], env,
                        f"{self.label}: pg_dump of {database}") as child:
                 child.stream_to(write)
                 child.finish()
-            sql = self.counts_sql(session.query(self.tables_sql()))
-            counts = {r[0]: int(r[1]) for r in session.query(sql)} if sql else {}
+            counts = {r[0]: int(r[1]) for r in session.receive()} if sql else {}
             session.query("COMMIT")
         return counts
 
@@ -235,12 +237,19 @@ class _Session:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
     def query(self, sql: str) -> list[list[str]]:
-        assert self.proc.stdin and self.proc.stdout
+        self.send(sql)
+        return self.receive()
+
+    def send(self, sql: str) -> None:
+        assert self.proc.stdin
         try:
             self.proc.stdin.write(f"{sql};\n\\echo {END}\n".encode())
             self.proc.stdin.flush()
         except BrokenPipeError:
-            pass
+            pass  # psql is gone: receive() reports why
+
+    def receive(self) -> list[list[str]]:
+        assert self.proc.stdout
         rows, out = [], []
         for raw in self.proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")

@@ -11,12 +11,13 @@ import hashlib
 import queue
 import threading
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import zstandard
 
 from vigil.destinations import Destination
-from vigil.errors import BackupError
+from vigil.crypto import Decryptor
+from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact, Manifest
 
 READ = 1 << 20
@@ -110,10 +111,12 @@ class _Prefetch:
 
 
 class ArtifactReader:
-    def __init__(self, dest: Destination, manifest: Manifest, art: Artifact) -> None:
+    def __init__(self, dest: Destination, manifest: Manifest, art: Artifact,
+                 keys: Callable[[], list[Any]] | None = None) -> None:
         self.dest = dest
         self.manifest = manifest
         self.art = art
+        self.keys = keys  # age identities, asked for only when an artifact is encrypted
 
     @property
     def where(self) -> str:
@@ -137,15 +140,20 @@ class ArtifactReader:
         """A read()-able decompressed stream. Reading it to its end (or leaving the
         block normally) compares the stored bytes with the manifest; ChecksumError
         if they differ, also when decompression or a consumer failed on the way."""
+        if self.art.encrypted and self.keys is None:
+            raise ConfigError(f"{self.where}: encrypted; an identity is needed to read it")
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
-            pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(h, read_across_frames=True))
+            plain: Any = Decryptor(h, self.keys(), self.where) if self.art.encrypted and self.keys else h
+            pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(plain, read_across_frames=True))
             try:
                 try:
                     yield pre
                     pre.drain()
                 finally:
-                    pre.stop()  # the worker is gone before anyone else touches h
+                    pre.stop()  # the workers are gone before anyone else touches h
+                    if plain is not h:
+                        plain.close()
             except zstandard.ZstdError as exc:
                 h.drain()
                 self._check(h)  # a damaged artifact: say so as a checksum error

@@ -66,12 +66,18 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
     summary = Summary(source, manifest.id, dest.name, str(targets[0]))
     start = time.monotonic()
     art = main[0]
-    reader = ArtifactReader(dest, manifest, art)
+
+    def keys() -> list[Any]:
+        from vigil.crypto import identities
+
+        return identities(job)
+
+    reader = ArtifactReader(dest, manifest, art, keys)
     if art.type == "files":
         if to_dir is None:
             raise ConfigError(f"source {source} is a files source: restore it with --to DIR")
         index = next((a for a in arts if a.type == "index"), None)
-        hashes = load_index(ArtifactReader(dest, manifest, index)) if index else {}
+        hashes = load_index(ArtifactReader(dest, manifest, index, keys)) if index else {}
         _Extractor(to_dir, force, include, {p: e.get("sha256") for p, e in hashes.items()}, summary, log) \
             .extract(reader)
     elif to_file is not None:

@@ -20,10 +20,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator, Protocol
 
-from vigil import __version__
+from vigil import __version__, crypto
 from vigil.config import Job
 from vigil.destinations import BackupWriter, Destination, make_destination
-from vigil.errors import BackupError, Interrupted
+from vigil.errors import BackupError, ConfigError, Interrupted
 from vigil.hooks import run_hooks
 from vigil.journal import Journal, RunRow
 from vigil.lock import JobLock, LockHeld
@@ -31,7 +31,8 @@ from vigil.manifest import Artifact, Manifest, new_backup_id
 from vigil.monitor import write_textfile
 from vigil.prune import dead_runs, prune_job
 from vigil.sources import Source, SourceContext, make_source
-from vigil.stream import ArtifactStream, FanOut
+from vigil.crypto import SUFFIX, Encryptor
+from vigil.stream import ArtifactStream, FanOut, Sink, Tee
 from vigil.timeutil import iso, utcnow
 
 SUCCESS, FAILED, SKIPPED, INTERRUPTED, DIED = "success", "failed", "skipped", "interrupted", "died"
@@ -82,11 +83,16 @@ class BackupSet:
     the rest so that one broken disk does not cost the other copies.
     """
 
-    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger) -> None:
+    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger, encrypted: set[str] = frozenset(),
+                 recipients: list[Any] | None = None) -> None:
         self.writers = writers
         self.log = log
         self.failed: dict[str, str] = {}
-        self.artifacts: list[Artifact] = []
+        # Destinations that receive age-encrypted artifacts form one group,
+        # the others another; each group gets its own artifact list and manifest.
+        self.encrypted = encrypted
+        self.recipients = recipients or []
+        self.artifacts: dict[bool, list[Artifact]] = {False: [], True: []}
         self.source = ""
 
     def live(self) -> dict[str, BackupWriter]:
@@ -109,16 +115,23 @@ class BackupSet:
             raise BackupError(self.failed[first], f"destination:{first}")
         return live
 
+    def group(self, dest: str) -> bool:
+        return dest in self.encrypted
+
     @contextmanager
     def artifact(self, name: str, type_: str, *, threads: int = -1) -> Iterator[ArtifactStream]:
-        sinks = {}
+        sinks: dict[bool, dict[str, Sink]] = {}
         for dest, writer in self._require_live().items():
+            enc = self.group(dest)
             try:
-                sinks[dest] = writer.open(name)
+                sinks.setdefault(enc, {})[dest] = writer.open(name + (SUFFIX if enc else ""))
             except OSError as exc:
                 self.fail(dest, exc)
-        fan = FanOut(sinks, self.fail)
-        stream = ArtifactStream(fan, threads=threads)
+        fans = {enc: FanOut(group, self.fail) for enc, group in sinks.items()}
+        targets: list[Any] = [fans[False]] if False in fans else []
+        if True in fans:
+            targets.append(Encryptor(fans[True], self.recipients))
+        stream = ArtifactStream(targets[0] if len(targets) == 1 else Tee(targets), threads=threads)
         try:
             yield stream
             stream.close()
@@ -127,18 +140,19 @@ class BackupSet:
             raise
         self._require_live()
         meta = dict(stream.meta)
-        self.artifacts.append(Artifact(
-            name=name, source=self.source, type=type_, size=fan.size, sha256=fan.sha256,
-            entries=meta.pop("entries", None), bytes=meta.pop("bytes", None),
-            database=meta.pop("database", None), tables=meta.pop("tables", None), extra=meta,
-        ))
+        common = dict(source=self.source, type=type_, entries=meta.pop("entries", None),
+                      bytes=meta.pop("bytes", None), database=meta.pop("database", None),
+                      tables=meta.pop("tables", None), extra=meta)
+        for enc, fan in fans.items():
+            self.artifacts[enc].append(Artifact(name=name + (SUFFIX if enc else ""), size=fan.size,
+                                                sha256=fan.sha256, encrypted=enc, **common))
 
     def verify(self) -> None:
         """Read every stored artifact back and compare size and SHA-256."""
         import hashlib
 
         for dest, writer in self.live().items():
-            for art in self.artifacts:
+            for art in self.artifacts[self.group(dest)]:
                 sha, size = hashlib.sha256(), 0
                 try:
                     for chunk in writer.read_back(art.name):
@@ -321,6 +335,11 @@ class Run:
         unsupported = unsupported_features(job)
         if unsupported:
             raise BackupError(f"{job.config_path}: {unsupported}", "preflight")
+        if job.encryption is not None:
+            try:
+                crypto.recipients(job)
+            except ConfigError as exc:
+                raise BackupError(str(exc), "preflight") from None
         ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
         sources = [make_source(s, ctx) for s in job.source]
         for source in sources:
@@ -386,7 +405,10 @@ class Run:
     def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext,
                  unusable: dict[str, str]) -> None:
         writers: dict[str, BackupWriter] = {}
-        self._backup_set = backup_set = BackupSet(writers, self.log)
+        enc = self.job.encryption
+        encrypted = {d.name for d in self.job.destination if enc is not None and d.encrypt}
+        self._backup_set = backup_set = BackupSet(writers, self.log, encrypted,
+                                                  crypto.recipients(self.job) if encrypted else None)
         backup_set.failed.update(unusable)
         for dest in destinations:
             self._enter(f"destination:{dest.name}")
@@ -411,19 +433,19 @@ class Run:
 
         self._enter("commit")
         finished = self.clock()
-        manifest = Manifest(
+        manifests = {enc: Manifest(
             id=self.run_id, job=self.job.name, host=self.host, vigil_version=__version__,
-            started_at=iso(self.started_at), finished_at=iso(finished), artifacts=backup_set.artifacts,
+            started_at=iso(self.started_at), finished_at=iso(finished), artifacts=arts,
             warnings=self.warnings, sources=[s.describe() for s in sources],
-        )
-        data = manifest.dumps()
+        ) for enc, arts in backup_set.artifacts.items()}
         for dest, writer in backup_set.live().items():
+            manifest = manifests[backup_set.group(dest)]
             try:
-                writer.commit(data)
+                writer.commit(manifest.dumps())
                 self.committed_on.append(dest)
+                self.size = manifest.size
             except OSError as exc:
                 backup_set.fail(dest, exc)
-        self.size = manifest.size
         if backup_set.failed:
             first = next(iter(backup_set.failed))
             raise BackupError(backup_set.failed[first], f"destination:{first}")
@@ -459,8 +481,9 @@ class Run:
 
 def unsupported_features(job: Job) -> str | None:
     """Config this version validates but cannot honour: refuse rather than, say, back up unencrypted."""
-    if job.encryption is not None:
-        return "encryption: not supported by this version of vigil; refusing to write unencrypted backups"
+    if job.encryption is not None and (job.encryption.passphrase_env or job.encryption.passphrase_file):
+        return ("encryption.passphrase: passphrase encryption is not supported by this version of vigil "
+                "(use recipients); refusing to write unencrypted backups")
     if job.lock.backend != "local":
         return f"lock.backend: {job.lock.backend!r} is not supported by this version of vigil"
     return None

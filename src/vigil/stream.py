@@ -119,10 +119,33 @@ class FanOut:
         pass
 
 
+class Tee:
+    """Hands the compressed stream to several targets (plain and encrypted fan-outs)."""
+
+    def __init__(self, targets: list[Any]) -> None:
+        self.targets = targets
+
+    def write(self, data: bytes | memoryview) -> int:
+        for t in self.targets:
+            t.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for t in self.targets:
+            t.close()
+
+    def abort(self) -> None:
+        for t in self.targets:
+            t.abort()
+
+
 class ArtifactStream:
     """The writable end a source sees: raw bytes in, compressed artifact out."""
 
-    def __init__(self, fanout: FanOut, *, threads: int = -1, level: int = ZSTD_LEVEL) -> None:
+    def __init__(self, fanout: Any, *, threads: int = -1, level: int = ZSTD_LEVEL) -> None:
         self.fanout = fanout
         self.raw_bytes = 0
         cctx = zstandard.ZstdCompressor(level=level, threads=threads)

@@ -65,12 +65,13 @@ class Verifier:
                 raise ConfigError(f"job {self.job.name}: no complete backup {backup_id!r} on any destination")
             return Report(problems=[f"job {self.job.name}: no complete backup on any destination"])
         report = Report()
+        keys = self._keys
         for dest, manifest in found:
             files_sources = {a.source for a in manifest.artifacts if a.type == "files"}
             index_of: dict[str, ArtifactReader] = {
-                a.source: ArtifactReader(dest, manifest, a) for a in manifest.artifacts if a.type == "index"}
+                a.source: ArtifactReader(dest, manifest, a, keys) for a in manifest.artifacts if a.type == "index"}
             for art in manifest.artifacts:
-                reader = ArtifactReader(dest, manifest, art)
+                reader = ArtifactReader(dest, manifest, art, keys)
                 try:
                     if not deep:
                         reader.check()
@@ -88,11 +89,16 @@ class Verifier:
             for art in manifest.artifacts:
                 if art.type in DB_TYPES:
                     try:
-                        self._restore_test(ArtifactReader(dest, manifest, art))
+                        self._restore_test(ArtifactReader(dest, manifest, art, keys))
                         report.checked.append(f"{dest.name}:{manifest.id}/{art.name} (restore test)")
                     except BackupError as exc:
                         report.problems.append(str(exc))
         return report
+
+    def _keys(self) -> list[Any]:
+        from vigil.crypto import identities
+
+        return identities(self.job)
 
     def _deep_files(self, reader: ArtifactReader, index_reader: ArtifactReader | None) -> None:
         if index_reader is None:

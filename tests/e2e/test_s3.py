@@ -127,3 +127,22 @@ def test_missing_credentials_variable_is_named(tmp_path, make_job, app_tree, s3_
     proc = vigil("run", config=job, check=1)
     assert "destination offsite: environment variable VIGIL_TEST_S3_SECRET is not set" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_encrypted_round_trip_through_s3(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    key = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    recipient = next(line.split(": ")[1] for line in key.read_text().splitlines() if "public key" in line)
+    db = app_tree / "database/database.sqlite"
+    job = make_job(files_and_sqlite(app_tree, db) + s3_dest(s3_server, bucket)
+                   + f'[encryption]\nrecipients = ["{recipient}"]\nidentity_file = "{key}"\n')
+    vigil("run", config=job, check=0)
+    [row] = vigil_json("list", config=job)
+    assert sorted(row["artifacts"]) == ["db-db.sqlite.zst.age", "files-app.tar.zst.age", "index-app.jsonl.zst.age"]
+    raw = s3.get_object(Bucket=bucket, Key=f"backups/app/{row['id']}/files-app.tar.zst.age")["Body"].read()
+    assert raw.startswith(b"age-encryption.org/v1") and b"config/" not in raw
+    vigil("verify", "app", "latest", "--deep", "--restore-test", config=job, check=0)
+    target = tmp_path / "restored"
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    assert tree_listing(target) == tree_listing(app_tree)

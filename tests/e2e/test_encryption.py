@@ -1,0 +1,88 @@
+"""age encryption at rest: what leaves the host is unreadable without the key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+from helpers import committed, tree_listing, vigil, vigil_json
+
+
+def keygen(path: Path) -> str:
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    return next(line.split(": ")[1] for line in path.read_text().splitlines() if "public key" in line)
+
+
+def job_body(src: Path, tmp_path: Path, recipient: str, identity: Path | None) -> str:
+    ident = f'identity_file = "{identity}"\n' if identity else ""
+    return textwrap.dedent(f"""
+        [[source]]
+        type = "files"
+        name = "app"
+        path = "{src}"
+        [[source]]
+        type = "sqlite"
+        name = "db"
+        path = "{src / 'database/database.sqlite'}"
+        [[destination]]
+        type = "local"
+        name = "vault"
+        path = "{tmp_path / 'vault'}"
+        [[destination]]
+        type = "local"
+        name = "plain"
+        path = "{tmp_path / 'plain'}"
+        encrypt = false
+        [encryption]
+        recipients = ["{recipient}"]
+    """) + ident
+
+
+def test_encrypted_round_trip_and_age_cli(tmp_path, make_job, app_tree):
+    key = tmp_path / "key.txt"
+    job = make_job(job_body(app_tree, tmp_path, keygen(key), key))
+    vigil("run", config=job, check=0)
+    [vault] = committed(tmp_path / "vault")
+    [plain] = committed(tmp_path / "plain")
+    assert sorted(p.name for p in vault.iterdir()) == ["db-db.sqlite.zst.age", "files-app.tar.zst.age",
+                                                       "index-app.jsonl.zst.age", "manifest.json"]
+    assert "files-app.tar.zst" in {p.name for p in plain.iterdir()}
+    manifest = json.loads((vault / "manifest.json").read_text())
+    assert all(a["encrypted"] and a["name"].endswith(".age") for a in manifest["artifacts"])
+
+    # Not readable without the key: no zstd frame, no file names, no contents.
+    raw = (vault / "files-app.tar.zst.age").read_bytes()
+    assert raw.startswith(b"age-encryption.org/v1") and b"\x28\xb5\x2f\xfd" not in raw[:200]
+    assert b"config/" not in raw and b"hardlink" not in raw
+
+    # The standard age CLI decrypts it: age -d -i key | zstd -d | tar -x
+    out = tmp_path / "by-hand"
+    out.mkdir()
+    subprocess.run(f"age -d -i '{key}' '{vault / 'files-app.tar.zst.age'}' | zstd -d | tar -x -C '{out}'",
+                   shell=True, check=True)
+    assert tree_listing(out) == tree_listing(app_tree)
+
+    vigil("verify", "app", "latest", "--deep", "--restore-test", config=job, check=0)
+    target = tmp_path / "restored"
+    done = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    assert "from vault" in done.stdout
+    assert tree_listing(target) == tree_listing(app_tree)
+
+
+def test_backup_needs_only_the_public_key_and_wrong_key_is_clear(tmp_path, make_job, app_tree):
+    key = tmp_path / "key.txt"
+    recipient = keygen(key)
+    job = make_job(job_body(app_tree, tmp_path, recipient, None))  # no identity on the server
+    vigil("run", config=job, check=0)
+    vigil("verify", config=job, check=0)  # checksums need no key
+    deep = vigil("verify", "app", "latest", "--deep", config=job)
+    assert deep.returncode != 0 and "identity_file" in deep.stdout + deep.stderr
+
+    other = tmp_path / "other.txt"
+    keygen(other)
+    wrong = make_job(job_body(app_tree, tmp_path, recipient, other))
+    proc = vigil("restore", "app", "latest", "--source", "app", "--to", str(tmp_path / "t"), config=wrong, check=1)
+    assert "wrong key" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(r["destination"] for r in vigil_json("list", config=job)) == ["plain", "vault"]

@@ -108,6 +108,33 @@ def _tools(job: Job) -> Iterator[Finding]:
                       "apt-get install zstd")
 
 
+def _lock(job: Job) -> Iterator[Finding]:
+    """The s3 lease needs conditional writes: probe that the store refuses a second create."""
+    if job.lock.backend != "s3":
+        return
+    cfg = next(d for d in job.destination if d.name == job.lock.destination)
+    key = f"{cfg.prefix}{job.name}/locks/doctor-probe"
+    try:
+        s3 = make_destination(cfg).s3  # type: ignore[attr-defined]
+        s3.put_object(Bucket=cfg.bucket, Key=key, Body=b"probe")
+        try:
+            s3.put_object(Bucket=cfg.bucket, Key=key, Body=b"probe", IfNoneMatch="*")
+            ok = False  # the store ignored If-None-Match
+        except Exception as exc:  # noqa: BLE001
+            ok = getattr(exc, "response", {}).get("Error", {}).get("Code") in ("PreconditionFailed", "412")
+        s3.delete_object(Bucket=cfg.bucket, Key=key)
+    except Exception as exc:  # noqa: BLE001
+        yield Finding(PROBLEM, "lock", f"s3 lock on {cfg.name}: cannot probe the store: {exc}",
+                      "check the destination")
+        return
+    if ok:
+        yield Finding(OK, "lock", f"s3 lock on {cfg.name}: the store honours conditional writes")
+    else:
+        yield Finding(PROBLEM, "lock", f"s3 lock on {cfg.name}: the store ignores conditional writes "
+                      "(If-None-Match), so the lease cannot keep two hosts apart",
+                      "use a store that supports them (AWS S3, recent MinIO) or backend = \"local\"")
+
+
 def _notifications(job: Job) -> Iterator[Finding]:
     failure = [n.name for n in job.notify if "failure" in n.on]
     if not failure:
@@ -162,7 +189,7 @@ def _health(job: Job) -> Iterator[Finding]:
 
 def diagnose(job: Job, root: Path) -> list[Finding]:
     findings = [Finding(OK, "config", f"{job.config_path} is valid")]
-    for check in (_secrets, _state_dir, _destinations, _tools, _notifications, _retention, _health):
+    for check in (_secrets, _state_dir, _destinations, _tools, _lock, _notifications, _retention, _health):
         findings.extend(check(job))
     findings.extend(_schedules(job, root))
     return findings

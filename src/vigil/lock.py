@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,74 @@ class JobLock:
                 pass
             time.sleep(0.025)
         return {}
+
+
+class S3Lease:
+    """A lease lock on object storage, for a job that several hosts may run.
+
+    The lease object `{prefix}{job}/locks/lease` is created with a conditional
+    write (If-None-Match: *), so exactly one host wins; its body says who holds
+    it until when. The holder renews it (If-Match on its own ETag) while the
+    run lasts; a lease whose expiry has passed belonged to a host that died and
+    is taken over with If-Match on the stale ETag, so two hosts cannot both
+    take it over. The local flock is always taken first.
+    """
+
+    TTL = 600.0  # seconds a lease lives without renewal
+    RENEW = 120.0
+
+    def __init__(self, destination: Any, job: str) -> None:
+        self.s3 = destination.s3
+        self.bucket = destination.cfg.bucket
+        self.key = f"{destination.cfg.prefix}{job}/locks/lease"
+        self._etag: str | None = None
+        self._holder: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost: str | None = None
+
+    def _body(self) -> bytes:
+        return json.dumps({**self._holder, "expires_at": time.time() + self.TTL}).encode()
+
+    def _put(self, **condition: str) -> str:
+        return self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=self._body(),
+                                  ContentType="application/json", **condition)["ETag"]
+
+    def acquire(self, holder: dict[str, Any]) -> None:
+        from botocore.exceptions import ClientError
+
+        self._holder = holder
+        try:
+            self._etag = self._put(IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+            current = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+            other = json.loads(current["Body"].read() or b"{}")
+            if other.get("expires_at", 0) > time.time():
+                raise LockHeld(other) from None
+            try:  # expired: take it over, unless another host just did
+                self._etag = self._put(IfMatch=current["ETag"])
+            except ClientError:
+                raise LockHeld(other) from None
+        self._thread = threading.Thread(target=self._renew, name="vigil-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.RENEW):
+            try:
+                self._etag = self._put(IfMatch=self._etag or "")
+            except Exception as exc:  # noqa: BLE001 - reported by the run, which keeps going
+                self.lost = f"lease {self.key} could not be renewed: {exc}"
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self.key)
+            if head["ETag"] == self._etag:
+                self.s3.delete_object(Bucket=self.bucket, Key=self.key)
+        except Exception:  # noqa: BLE001 - an unreleased lease expires on its own
+            pass

@@ -26,7 +26,7 @@ from vigil.destinations import BackupWriter, Destination, make_destination
 from vigil.errors import BackupError, ConfigError, Interrupted
 from vigil.hooks import run_hooks
 from vigil.journal import Journal, RunRow
-from vigil.lock import JobLock, LockHeld
+from vigil.lock import JobLock, LockHeld, S3Lease
 from vigil.manifest import Artifact, Manifest, new_backup_id
 from vigil.monitor import write_textfile
 from vigil.prune import dead_runs, prune_job
@@ -193,6 +193,7 @@ class Run:
         self._log_handler: logging.Handler | None = None
         self._backup_set: BackupSet | None = None
         self._hooks_started = False
+        self._lease_held: S3Lease | None = None
         self.size: int | None = None
         self.log_path = job.state_dir / "logs" / job.name / f"{self.run_id}.log"
 
@@ -236,9 +237,35 @@ class Run:
             except Interrupted as exc:
                 return RunResult(self.job.name, INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
             try:
+                lease = self._lease()
+            except LockHeld as held:
+                lock.release()
+                return self._skipped(held)
+            except BackupError as exc:
+                lock.release()
+                return self._environment_failure(str(exc))
+            try:
                 return self._locked()
             finally:
+                if lease is not None:
+                    lease.release()
                 lock.release()
+
+    def _lease(self) -> S3Lease | None:
+        """With [lock] backend = "s3", the lease shared by every host that runs this job."""
+        if self.job.lock.backend != "s3":
+            return None
+        cfg = next(d for d in self.job.destination if d.name == self.job.lock.destination)
+        try:
+            lease = S3Lease(make_destination(cfg, self.job.retry.attempts), self.job.name)
+            lease.acquire({"pid": self.pid, "run_id": self.run_id, "host": self.host,
+                           "started_at": iso(self.started_at)})
+            self._lease_held = lease
+        except (LockHeld, BackupError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the store is unreachable or refuses
+            raise BackupError(f"lock: cannot take the s3 lease on destination {cfg.name}: {exc}", "lock") from None
+        return lease
 
     def _environment_failure(self, message: str) -> RunResult:
         """The state dir is unusable: no journal, but still one line and a notification."""
@@ -452,6 +479,8 @@ class Run:
         self.log.info("backup %s committed on %s (%d bytes)", self.run_id, ", ".join(self.committed_on), self.size)
 
     def _finish(self, outcome: str, error: str | None) -> RunResult:
+        if self._lease_held is not None and self._lease_held.lost:
+            self.warnings.append(self._lease_held.lost)  # another host may have run at the same time
         step = None if outcome == SUCCESS else self.step
         row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=outcome,
                      finished_at=self.clock(), step=step, error=error, warnings=self.warnings, bytes=self.size,
@@ -484,8 +513,6 @@ def unsupported_features(job: Job) -> str | None:
     if job.encryption is not None and (job.encryption.passphrase_env or job.encryption.passphrase_file):
         return ("encryption.passphrase: passphrase encryption is not supported by this version of vigil "
                 "(use recipients); refusing to write unencrypted backups")
-    if job.lock.backend != "local":
-        return f"lock.backend: {job.lock.backend!r} is not supported by this version of vigil"
     return None
 
 

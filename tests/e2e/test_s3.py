@@ -146,3 +146,43 @@ def test_encrypted_round_trip_through_s3(tmp_path, make_job, app_tree, s3_server
     target = tmp_path / "restored"
     vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
     assert tree_listing(target) == tree_listing(app_tree)
+
+
+def test_s3_lock_holds_across_hosts(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    body = (f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n' + s3_dest(s3_server, bucket)
+            + '[lock]\nbackend = "s3"\ndestination = "offsite"\n[hooks]\nbefore = [["sleep", "4"]]\n')
+    # Two "hosts": each has its own state dir (its own flock and journal); only the lease is shared.
+    (tmp_path / "h1").mkdir()
+    (tmp_path / "h2").mkdir()
+    jobs = []
+    for host in ("h1", "h2"):
+        path = tmp_path / host / "app.toml"
+        path.write_text(f'name = "app"\nstate_dir = "{tmp_path / host / "state"}"\n' + body)
+        jobs.append(path)
+    procs = [subprocess.Popen([VIGIL, "--config", str(j), "run"], stderr=subprocess.PIPE, text=True) for j in jobs]
+    results = sorted((p.wait(timeout=120), p.stderr.read()) for p in procs)
+    assert [code for code, _ in results] == [0, 75], results
+    assert "already running" in results[1][1]
+    assert len(vigil_json("list", config=jobs[0])) == 1
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="backups/app/locks/")  # released
+
+
+def test_s3_lock_takes_over_an_expired_lease(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    s3.put_object(Bucket=bucket, Key="backups/app/locks/lease",
+                  Body=json.dumps({"host": "dead-host", "pid": 1, "run_id": "x", "expires_at": time.time() - 5}))
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n' + s3_dest(s3_server, bucket)
+                   + '[lock]\nbackend = "s3"\ndestination = "offsite"\n')
+    vigil("run", config=job, check=0)
+    s3.put_object(Bucket=bucket, Key="backups/app/locks/lease",
+                  Body=json.dumps({"host": "live-host", "pid": 2, "run_id": "y", "expires_at": time.time() + 600}))
+    proc = vigil("run", config=job, check=75)
+    assert "live-host" in proc.stderr
+
+
+def test_doctor_probes_conditional_writes(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n' + s3_dest(s3_server, s3_bucket[1])
+                   + '[lock]\nbackend = "s3"\ndestination = "offsite"\n')
+    out = vigil("doctor", "--root", str(tmp_path / "root"), config=job).stdout
+    assert "OK       lock: s3 lock on offsite: the store honours conditional writes" in out

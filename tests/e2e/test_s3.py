@@ -186,3 +186,19 @@ def test_doctor_probes_conditional_writes(tmp_path, make_job, app_tree, s3_serve
                    + '[lock]\nbackend = "s3"\ndestination = "offsite"\n')
     out = vigil("doctor", "--root", str(tmp_path / "root"), config=job).stdout
     assert "OK       lock: s3 lock on offsite: the store honours conditional writes" in out
+
+
+def test_listing_pages_through_thousands_of_backups(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n' + s3_dest(s3_server, bucket))
+    vigil("run", config=job, check=0)
+    [real] = vigil_json("list", config=job)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"backups/app/{real['id']}/manifest.json")["Body"].read())
+    # 1,200 more committed backups: more than one page (1,000 prefixes) of ListObjectsV2.
+    for i in range(1200):
+        backup_id = f"2025{1 + i // 100:02d}{1 + i % 28:02d}T{i % 24:02d}0000Z-{i:06x}"
+        manifest.update(id=backup_id, started_at=f"2025-01-01T00:00:{i % 60:02d}.000Z")
+        s3.put_object(Bucket=bucket, Key=f"backups/app/{backup_id}/manifest.json", Body=json.dumps(manifest))
+    rows = vigil_json("list", config=job)
+    assert len(rows) == 1201 and rows[0]["id"] == real["id"]
+    assert len({r["id"] for r in rows}) == 1201

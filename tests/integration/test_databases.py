@@ -363,3 +363,40 @@ def test_restore_test_names_the_table_when_rows_were_dropped(tmp_path, make_job,
     proc = vigil("verify", "app", "latest", "--restore-test", config=job, check=1)
     assert "table orders: 98 rows restored, 100 at backup time" in proc.stdout
     assert "users" not in proc.stdout.split("DAMAGED")[1]
+
+
+def test_postgres_through_s3_encrypted(tmp_path, make_job, postgres, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    db = new_db("offsite")
+    postgres.psql(f"CREATE DATABASE {db}")
+    postgres.psql(PG_SCHEMA, db)
+    key = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    recipient = next(line.split(": ")[1] for line in key.read_text().splitlines() if "public key" in line)
+    job = make_job(textwrap.dedent(f"""
+        [[source]]
+        type = "postgres"
+        name = "db"
+        host = "127.0.0.1"
+        port = {postgres.port}
+        user = "postgres"
+        password_env = "VIGIL_TEST_PGPASS"
+        database = "{db}"
+        [[destination]]
+        type = "s3"
+        bucket = "{bucket}"
+        endpoint_url = "{s3_server}"
+        region = "us-east-1"
+        access_key_id_env = "VIGIL_TEST_S3_KEY"
+        secret_access_key_env = "VIGIL_TEST_S3_SECRET"
+        [encryption]
+        recipients = ["{recipient}"]
+        identity_file = "{key}"
+    """))
+    vigil("run", config=job, check=0)
+    [row] = vigil_json("list", config=job)
+    assert row["artifacts"] == ["db-db.pgdump.zst.age"]
+    vigil("verify", "app", "latest", "--deep", "--restore-test", config=job, check=0)
+    restored = new_db("offsite_restored")
+    vigil("restore", "app", "latest", "--source", "db", "--to-database", restored, config=job, check=0)
+    assert pg_fingerprint(postgres, restored) == pg_fingerprint(postgres, db)

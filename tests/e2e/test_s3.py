@@ -202,3 +202,48 @@ def test_listing_pages_through_thousands_of_backups(tmp_path, make_job, app_tree
     rows = vigil_json("list", config=job)
     assert len(rows) == 1201 and rows[0]["id"] == real["id"]
     assert len({r["id"] for r in rows}) == 1201
+
+
+AUTH_SERVER = """
+import json, os, sys, time
+os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+import boto3
+kw = dict(endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1")
+iam = boto3.client("iam", aws_access_key_id="x", aws_secret_access_key="y", **kw)
+iam.create_user(UserName="backup")
+iam.put_user_policy(UserName="backup", PolicyName="s3", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="backup")["AccessKey"]
+boto3.client("s3", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+             **kw).create_bucket(Bucket="authed")
+print(key["AccessKeyId"], flush=True)
+time.sleep(600)
+"""
+
+
+def test_wrong_credentials_fail_naming_the_destination(tmp_path, make_job, app_tree, http_recorder, monkeypatch):
+    import sys
+
+    from servers import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", AUTH_SERVER, str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        key_id = server.stdout.readline().strip()
+        monkeypatch.setenv("VIGIL_TEST_S3_KEY", key_id)
+        monkeypatch.setenv("VIGIL_TEST_S3_SECRET", "not-the-secret")
+        job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n'
+                       + s3_dest(f"http://127.0.0.1:{port}", "authed")
+                       + f'[[notify]]\ntype = "webhook"\nurl = "{http_recorder.url}/n"\n')
+        proc = vigil("run", config=job, check=1)
+        assert "destination offsite: bucket authed not usable: 403" in proc.stderr
+        assert "not-the-secret" not in proc.stderr and "Traceback" not in proc.stderr
+        payload = json.loads(http_recorder.requests[0]["body"])
+        assert payload["step"] == "destination:offsite" and "destination offsite" in payload["error"]
+    finally:
+        server.kill()
+        server.wait()

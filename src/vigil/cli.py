@@ -288,19 +288,29 @@ def verify(
     deep: Annotated[bool, typer.Option("--deep", help="Decompress and check every file and dump")] = False,
     restore_test: Annotated[bool, typer.Option("--restore-test",
                                                help="Load database dumps into scratch databases")] = False,
+    every: Annotated[bool, typer.Option("--all", help="Every backup of the job, not one")] = False,
 ) -> None:
     """Check stored backups: present, intact, readable, restorable."""
+    from vigil.destinations import make_destination
     from vigil.verify import Verifier
 
-    problems = 0
+    problems = backups = 0
     for j in _one_job(ctx, job):
-        report = Verifier(j, log).verify(backup_id, deep, restore_test)
-        for line in report.checked:
-            print(f"OK       {line}")
-        for line in report.problems:
-            print(f"DAMAGED  {line}")
-        problems += len(report.problems)
-    print("backup intact" if not problems else f"{problems} problem(s) found")
+        ids = [backup_id]
+        if every:
+            ids = sorted({m.id for d in j.destination for m in make_destination(d).list(j.name)}, reverse=True)
+        for one in ids:
+            report = Verifier(j, log).verify(one, deep, restore_test)
+            for line in report.checked:
+                print(f"OK       {line}")
+            for line in report.problems:
+                print(f"DAMAGED  {line}")
+            problems += len(report.problems)
+            backups += 1
+    if every:
+        print(f"{backups} backup(s) checked, {problems} problem(s) found")
+    else:
+        print("backup intact" if not problems else f"{problems} problem(s) found")
     raise typer.Exit(EXIT_FAILED if problems else EXIT_OK)
 
 

@@ -128,12 +128,15 @@ def test_flipped_byte_is_found_by_verify_and_stops_restore(tmp_path, make_job, a
     data[len(data) // 2] ^= 0x40
     art.write_bytes(bytes(data))
 
-    for args in (["verify"], ["verify", "app", "latest", "--deep"]):
+    vigil("run", config=job, check=0)  # a second, intact backup
+    every = vigil("verify", "app", "--all", config=job, check=1)
+    assert "2 backup(s) checked, 1 problem(s) found" in every.stdout
+    for args in (["verify", "app", backup.name], ["verify", "app", backup.name, "--deep"]):
         proc = vigil(*args, config=job, check=1)
         assert "files-app.tar.zst" in proc.stdout and "checksum mismatch" in proc.stdout, proc.stdout
 
     target = tmp_path / "restored"
-    proc = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=1)
+    proc = vigil("restore", "app", backup.name, "--source", "app", "--to", str(target), config=job, check=1)
     assert "checksum mismatch" in proc.stderr
     # Whatever was restored before the damage is exactly the original; nothing half-written remains.
     for p in target.rglob("*"):

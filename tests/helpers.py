@@ -99,3 +99,9 @@ def tree_listing(root: Path) -> dict[str, tuple]:
                 out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), stat.S_IMODE(st.st_mode),
                             int(st.st_mtime))
     return out
+
+
+def age_keygen(path: Path) -> str:
+    """A new age identity in `path` (Debian's age-keygen); returns its public key."""
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    return next(line.split(": ")[1] for line in path.read_text().splitlines() if "public key" in line)

@@ -291,10 +291,12 @@ class _Extractor:
         self.summary.bytes += m.size
 
     def _times(self, parent: int, leaf: str, m: Member) -> None:
+        if os.utime not in os.supports_follow_symlinks:
+            return  # the platform cannot set a symlink's own mtime
         try:
             os.utime(leaf, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
-        except (NotImplementedError, OSError):
-            pass
+        except OSError as exc:
+            self.log.debug("cannot set the mtime of %s: %s", leaf, exc)
 
     def _owner(self, parent_parts: list[str], leaf: str, m: Member) -> None:
         if not self.as_root:

@@ -7,12 +7,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from helpers import committed, tree_listing, vigil, vigil_json
-
-
-def keygen(path: Path) -> str:
-    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
-    return next(line.split(": ")[1] for line in path.read_text().splitlines() if "public key" in line)
+from helpers import age_keygen, committed, tree_listing, vigil, vigil_json
 
 
 def job_body(src: Path, tmp_path: Path, recipient: str, identity: Path | None) -> str:
@@ -42,7 +37,7 @@ def job_body(src: Path, tmp_path: Path, recipient: str, identity: Path | None) -
 
 def test_encrypted_round_trip_and_age_cli(tmp_path, make_job, app_tree):
     key = tmp_path / "key.txt"
-    job = make_job(job_body(app_tree, tmp_path, keygen(key), key))
+    job = make_job(job_body(app_tree, tmp_path, age_keygen(key), key))
     vigil("run", config=job, check=0)
     [vault] = committed(tmp_path / "vault")
     [plain] = committed(tmp_path / "plain")
@@ -73,7 +68,7 @@ def test_encrypted_round_trip_and_age_cli(tmp_path, make_job, app_tree):
 
 def test_backup_needs_only_the_public_key_and_wrong_key_is_clear(tmp_path, make_job, app_tree):
     key = tmp_path / "key.txt"
-    recipient = keygen(key)
+    recipient = age_keygen(key)
     job = make_job(job_body(app_tree, tmp_path, recipient, None))  # no identity on the server
     vigil("run", config=job, check=0)
     vigil("verify", config=job, check=0)  # checksums need no key
@@ -81,7 +76,7 @@ def test_backup_needs_only_the_public_key_and_wrong_key_is_clear(tmp_path, make_
     assert deep.returncode != 0 and "identity_file" in deep.stdout + deep.stderr
 
     other = tmp_path / "other.txt"
-    keygen(other)
+    age_keygen(other)
     wrong = make_job(job_body(app_tree, tmp_path, recipient, other))
     proc = vigil("restore", "app", "latest", "--source", "app", "--to", str(tmp_path / "t"), config=wrong, check=1)
     assert "wrong key" in proc.stderr and "Traceback" not in proc.stderr

@@ -9,7 +9,7 @@ import time
 
 import zstandard
 
-from helpers import VIGIL, committed, tree_listing, vigil, vigil_json, wait_for_step
+from helpers import VIGIL, age_keygen, committed, tree_listing, vigil, vigil_json, wait_for_step
 
 
 def s3_dest(endpoint: str, bucket: str, name: str = "offsite") -> str:
@@ -132,8 +132,7 @@ def test_missing_credentials_variable_is_named(tmp_path, make_job, app_tree, s3_
 def test_encrypted_round_trip_through_s3(tmp_path, make_job, app_tree, s3_server, s3_bucket):
     s3, bucket = s3_bucket
     key = tmp_path / "key.txt"
-    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
-    recipient = next(line.split(": ")[1] for line in key.read_text().splitlines() if "public key" in line)
+    recipient = age_keygen(key)
     db = app_tree / "database/database.sqlite"
     job = make_job(files_and_sqlite(app_tree, db) + s3_dest(s3_server, bucket)
                    + f'[encryption]\nrecipients = ["{recipient}"]\nidentity_file = "{key}"\n')

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helpers import VIGIL, committed, vigil, vigil_json, wait_for_step
+from helpers import VIGIL, age_keygen, committed, vigil, vigil_json, wait_for_step
 from dbservers import MY_PASSWORD, PG_PASSWORD
 from servers import free_port
 
@@ -371,8 +371,7 @@ def test_postgres_through_s3_encrypted(tmp_path, make_job, postgres, s3_server, 
     postgres.psql(f"CREATE DATABASE {db}")
     postgres.psql(PG_SCHEMA, db)
     key = tmp_path / "key.txt"
-    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
-    recipient = next(line.split(": ")[1] for line in key.read_text().splitlines() if "public key" in line)
+    recipient = age_keygen(key)
     job = make_job(textwrap.dedent(f"""
         [[source]]
         type = "postgres"

@@ -55,7 +55,7 @@ def prune_job(job: Job, dry_run: bool, log: logging.Logger, only: list[str] | No
         if only is not None and cfg.name not in only:
             continue
         try:
-            outcomes.append(prune_destination(job, make_destination(cfg, job.retry.attempts), dry_run, log, dead))
+            outcomes.append(prune_destination(job, make_destination(cfg, job.retry), dry_run, log, dead))
         except BackupError as exc:
             errors.append(str(exc))
     if errors:

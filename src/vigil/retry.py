@@ -20,8 +20,20 @@ from vigil.errors import TransientError
 T = TypeVar("T")
 
 
+S3_TRANSIENT = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
+                "ThrottlingException", "RequestTimeTooSkewed"}
+BOTO_TRANSIENT = {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+                  "ConnectionError", "ProxyConnectionError", "IncompleteReadError", "ResponseStreamingError"}
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TransientError):
+        return True
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:  # botocore ClientError
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or response["Error"].get("Code") in S3_TRANSIENT
+    if any(c.__name__ in BOTO_TRANSIENT for c in type(exc).__mro__):
         return True
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code >= 500 or exc.code == 429

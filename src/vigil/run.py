@@ -257,7 +257,7 @@ class Run:
             return None
         cfg = next(d for d in self.job.destination if d.name == self.job.lock.destination)
         try:
-            lease = S3Lease(make_destination(cfg, self.job.retry.attempts), self.job.name)
+            lease = S3Lease(make_destination(cfg, self.job.retry), self.job.name)
             lease.acquire({"pid": self.pid, "run_id": self.run_id, "host": self.host,
                            "started_at": iso(self.started_at)})
             self._lease_held = lease
@@ -377,7 +377,7 @@ class Run:
         unusable: dict[str, BackupError] = {}
         for cfg in job.destination:
             try:
-                dest = make_destination(cfg, job.retry.attempts)
+                dest = make_destination(cfg, job.retry)
                 dest.check(job.name, self._space_needed(dest))
                 destinations.append(dest)
             except BackupError as exc:

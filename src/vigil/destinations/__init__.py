@@ -85,12 +85,12 @@ class Destination(ABC):
         return f"{self.type} {self.name}"
 
 
-def make_destination(cfg: Any, attempts: int = 3) -> Destination:
-    """The destination for a config table; `attempts` for stores that retry transient errors."""
+def make_destination(cfg: Any, retry: Any = None) -> Destination:
+    """The destination for a config table; `retry` ([retry]) for stores with transient errors."""
     if cfg.type == "s3":
         from vigil.destinations.s3 import S3Destination
 
-        return S3Destination(cfg, attempts)
+        return S3Destination(cfg, retry)
     from vigil.destinations.local import LocalDestination
 
     return LocalDestination(cfg)

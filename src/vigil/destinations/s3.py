@@ -10,20 +10,23 @@ deletes what it uploaded; uploads left by a killed process are found by
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from datetime import timezone
 from typing import Any, BinaryIO, Iterator
 
+from vigil.config import Retry
 from vigil.destinations import BackupWriter, Destination, Partial
 from vigil.errors import BackupError
 from vigil.manifest import MANIFEST, Manifest, is_backup_id
+from vigil.retry import with_retry
 
 PART = 8 << 20  # S3's minimum part is 5 MiB; the size grows every 1000 parts (10,000 parts at most)
 READ = 1 << 20
 
 
-def _client(cfg: Any, attempts: int) -> Any:
+def _client(cfg: Any) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -34,8 +37,8 @@ def _client(cfg: Any, attempts: int) -> Any:
                 raise BackupError(f"destination {cfg.name}: environment variable {env} is not set",
                                   f"destination:{cfg.name}")
             keys[key] = os.environ[env]
-    # botocore retries transient errors (5xx, throttling, connection resets) itself, with back-off.
-    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+    # No retries inside botocore: vigil's one retry mechanism ([retry]) decides, and logs each one.
+    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60)
     return boto3.client("s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region, config=config, **keys)
 
 
@@ -44,6 +47,26 @@ def _reason(exc: Exception) -> str:
     if err:
         return f"{err.get('Code')}: {err.get('Message') or ''}".rstrip(": ")
     return str(exc)
+
+
+class _Retrying:
+    """The boto3 client with every call going through vigil's retry for transient errors."""
+
+    def __init__(self, client: Any, retry: Retry, name: str) -> None:
+        self._client, self._retry, self._name = client, retry, name
+        self.exceptions = client.exceptions
+
+    def get_paginator(self, op: str) -> Any:
+        return self._client.get_paginator(op)
+
+    def __getattr__(self, op: str) -> Any:
+        call = getattr(self._client, op)
+
+        def retried(**kwargs: Any) -> Any:
+            return with_retry(lambda: call(**kwargs), attempts=self._retry.attempts, delay=self._retry.delay,
+                              what=f"destination {self._name}: {op}", log=logging.getLogger("vigil"))
+
+        return retried
 
 
 class _Body:
@@ -155,9 +178,10 @@ class _S3Writer(BackupWriter):
 class S3Destination(Destination):
     type = "s3"
 
-    def __init__(self, cfg: Any, attempts: int = 3) -> None:
+    def __init__(self, cfg: Any, retry: Retry | None = None) -> None:
         super().__init__(cfg)
-        self.s3 = _client(cfg, attempts)
+        self.retry = retry or Retry()
+        self.s3 = _Retrying(_client(cfg), self.retry, self.name)
 
     def key(self, job: str, backup_id: str, name: str = "") -> str:
         return f"{self.cfg.prefix}{job}/{backup_id}/{name}"

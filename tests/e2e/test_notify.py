@@ -254,3 +254,13 @@ def test_apprise_channel(tmp_path, make_job, http_recorder):
     payload = json.loads(req["body"])
     assert payload["title"].startswith(f"[vigil] FAILED app@{HOST}: files source app")
     assert "Step:      source:app" in payload["message"]
+
+
+def test_hook_timeout_fails_the_run_and_is_mailed(tmp_path, make_job, app_tree, smtp_server):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + email_notify(smtp_server)
+                   + '[hooks]\nbefore = [["sleep", "30"]]\ntimeout = "1s"\n')
+    start = time.monotonic()
+    vigil("run", config=job, check=1)
+    assert time.monotonic() - start < 20
+    assert_failure_mail(only_message(smtp_server), "hook:before", "timed out after 1s")
+    assert not committed(tmp_path / "backups")

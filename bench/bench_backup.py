@@ -36,6 +36,17 @@ def timed(cmd: list[str] | str, *, shell: bool = False) -> tuple[float, int]:
     return took, usage.ru_maxrss
 
 
+def files_job(work: Path, data: Path) -> Path:
+    """A job backing `data` up into `work`, as the benchmarks run it."""
+    job = work / "bench.toml"
+    job.write_text(
+        f'name = "bench"\nstate_dir = "{work}/state"\n'
+        f'[[source]]\ntype = "files"\nname = "app"\npath = "{data}"\n'
+        f'[[destination]]\ntype = "local"\npath = "{work}/dest"\n'
+    )
+    return job
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=HERE / "data" / "tree")
@@ -47,12 +58,7 @@ def main() -> None:
         print(f"generating dataset in {args.data} ...", file=sys.stderr)
         generate(args.data, args.scale)
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-", dir=args.data.parent))
-    job = work / "bench.toml"
-    job.write_text(
-        f'name = "bench"\nstate_dir = "{work}/state"\n'
-        f'[[source]]\ntype = "files"\nname = "app"\npath = "{args.data}"\n'
-        f'[[destination]]\ntype = "local"\npath = "{work}/dest"\n'
-    )
+    job = files_job(work, args.data)
     # Warm the page cache once so that no contender pays for the first read.
     subprocess.run(f"tar -cf - -C {args.data} . > /dev/null", shell=True, check=True)
     times: dict[str, list[float]] = {"tar -czf": [], "tar | zstd -T0 -3": [], "vigil run": []}

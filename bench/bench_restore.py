@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_backup import timed  # noqa: E402
+from bench_backup import files_job, timed  # noqa: E402
 from gen_dataset import generate  # noqa: E402
 
 
@@ -36,9 +36,7 @@ def main() -> None:
     if not args.data.exists():
         generate(args.data, args.scale)
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-", dir=args.data.parent))
-    job = work / "bench.toml"
-    job.write_text(f'name = "bench"\nstate_dir = "{work}/state"\n[[source]]\ntype = "files"\nname = "app"\n'
-                   f'path = "{args.data}"\n[[destination]]\ntype = "local"\npath = "{work}/dest"\n')
+    job = files_job(work, args.data)
     subprocess.run([args.vigil, "-q", "--config", str(job), "run"], check=True)
     [archive] = (work / "dest" / "bench").glob("*/files-app.tar.zst")
     hasher = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"

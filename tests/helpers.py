@@ -105,3 +105,16 @@ def age_keygen(path: Path) -> str:
     """A new age identity in `path` (Debian's age-keygen); returns its public key."""
     subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
     return next(line.split(": ")[1] for line in path.read_text().splitlines() if "public key" in line)
+
+
+def files_and_sqlite(src, db) -> str:
+    return textwrap.dedent(f"""
+        [[source]]
+        type = "files"
+        name = "app"
+        path = "{src}"
+        [[source]]
+        type = "sqlite"
+        name = "db"
+        path = "{db}"
+    """)

@@ -23,7 +23,7 @@ from vigil.errors import ConfigError, Interrupted, VigilError
 from vigil.journal import Journal
 from vigil.logs import setup_logging
 from vigil.run import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Run, RunResult
-from vigil.timeutil import format_duration, iso, parse_iso
+from vigil.timeutil import format_duration, iso
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 75
 # One table maps outcomes to exit codes; with several jobs the worst wins.
@@ -353,18 +353,19 @@ def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show every decision, delete nothing")] = False,
 ) -> None:
     """Apply the retention policy: delete backups no rule keeps."""
-    from vigil.prune import prune_job
+    from vigil.prune import dead_runs, prune_job
 
     failed = False
     for j in _one_job(ctx, job):
-        last = _last_finished_run(j)
+        history = _job_runs(j)
+        last = next((r for r in history if r.outcome not in ("skipped", "running")), None)
         if last is not None and last.outcome != SUCCESS and not dry_run:
             print(f"vigil: {j.name}: not pruning: the last run ({last.run_id}) {last.outcome}; "
                   "prune after a successful run", file=sys.stderr)
             failed = True
             continue
         try:
-            outcomes = prune_job(j, dry_run, log, dead=_dead_runs(j))
+            outcomes = prune_job(j, dry_run, log, dead=dead_runs(history))
         except VigilError as exc:
             print(f"vigil: {j.name}: {exc}", file=sys.stderr)
             failed = True
@@ -379,29 +380,15 @@ def prune(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-def _dead_runs(job: Job) -> set[str]:
-    from vigil.prune import dead_runs
-
-    js = journals([job])
-    if not js:
-        return set()
-    journal = next(iter(js.values()))
+def _job_runs(job: Job) -> list:
+    """The job's journal rows, newest first; none when it has no journal yet."""
+    if not (job.state_dir / "journal.db").exists():
+        return []
+    journal = Journal(job.state_dir)
     try:
-        return dead_runs(journal)
+        return journal.runs(job.name)
     finally:
         journal.close()
-
-
-def _last_finished_run(job: Job):
-    js = journals([job])
-    if not js:
-        return None
-    journal = next(iter(js.values()))
-    try:
-        rows = [r for r in journal.runs(job.name) if r.outcome not in ("skipped", "running")]
-    finally:
-        journal.close()
-    return rows[0] if rows else None
 
 
 # --- doctor / schedule ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Union
+from typing import Any, Union
 
 INLINE = 256 << 10  # below this, hash on the calling thread
 IN_FLIGHT = 64 << 20  # at most this many bytes queued for hashing
@@ -30,21 +30,22 @@ class Hasher:
         self._inflight: deque[tuple[Future, int]] = deque()
         self._bytes = 0
 
-    def _track(self, fut: Future, n: int) -> None:
+    def submit(self, n: int, fn: Any, *args: Any) -> Future:
+        """Run fn(*args) on the worker, in order; `n` bytes count against IN_FLIGHT."""
+        fut = self._pool.submit(fn, *args)
         self._inflight.append((fut, n))
         self._bytes += n
         while self._inflight and (self._bytes > IN_FLIGHT or self._inflight[0][0].done()):
             done, k = self._inflight.popleft()
             done.result()
             self._bytes -= k
+        return fut
 
     def digest(self, data: bytes) -> Digest:
         """Hex SHA-256 of data now, or a future of it for large data."""
         if len(data) < INLINE:
             return _hex(data)
-        fut = self._pool.submit(_hex, data)
-        self._track(fut, len(data))
-        return fut
+        return self.submit(len(data), _hex, data)
 
     def stream(self) -> "StreamDigest":
         return StreamDigest(self)
@@ -61,9 +62,7 @@ class StreamDigest:
         self._sha = hashlib.sha256()
 
     def update(self, chunk: bytes) -> None:
-        self._hasher._track(self._hasher._pool.submit(self._sha.update, chunk), len(chunk))
+        self._hasher.submit(len(chunk), self._sha.update, chunk)
 
     def hexdigest(self) -> "Future[str]":
-        fut = self._hasher._pool.submit(self._sha.hexdigest)
-        self._hasher._track(fut, 0)
-        return fut
+        return self._hasher.submit(0, self._sha.hexdigest)

@@ -53,7 +53,7 @@ def gather(job: Job, now: datetime) -> Facts:
         return facts  # a fresh server restored from scratch: the destinations speak alone
     journal = Journal(job.state_dir)
     try:
-        facts.runs = journal.runs(job.name, since=now.timestamp() - 48 * 3600) or journal.runs(job.name, limit=1)
+        facts.runs = journal.runs(job.name, since=now.timestamp() - 48 * 3600)  # running rows included
         if not any(r.outcome not in ("running", "skipped") for r in facts.runs):
             older = [r for r in journal.runs(job.name, limit=50) if r.outcome not in ("running", "skipped")]
             facts.runs += older[:1]

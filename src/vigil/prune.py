@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from vigil.config import Job
 from vigil.destinations import Destination, make_destination
 from vigil.errors import BackupError
-from vigil.journal import Journal
+from vigil.journal import RunRow
 from vigil.retention import Backup, Decision, decide
 
 PARTIAL_MAX_AGE = 24 * 3600  # an unfinished backup older than this belongs to no live run
@@ -22,9 +22,9 @@ class Outcome:
     partials_removed: list[str]
 
 
-def dead_runs(journal: Journal) -> set[str]:
+def dead_runs(runs: list[RunRow]) -> set[str]:
     """Runs known to be over without a commit: their unfinished backups can go at once."""
-    return {r.run_id for r in journal.runs() if r.outcome in ("failed", "interrupted", "died")}
+    return {r.run_id for r in runs if r.outcome in ("failed", "interrupted", "died")}
 
 
 def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.Logger,

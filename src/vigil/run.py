@@ -394,7 +394,7 @@ class Run:
             self._enter("retention")
             # Only here: after a backup committed everywhere. A failed run never prunes.
             prune_job(job, dry_run=False, log=self.log, only=self.committed_on,
-                      dead=dead_runs(self.journal) if self.journal else set())
+                      dead=dead_runs(self.journal.runs(job.name)) if self.journal else set())
         except BaseException:
             self._after_hooks(failed=True)
             raise

@@ -16,6 +16,7 @@ import os
 import secrets
 import sqlite3
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,6 +50,20 @@ def engine_for(job: Job, art: Artifact, tmp_dir: Path) -> Any:
 class Report:
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def sqlite_copy(reader: ArtifactReader, tmp_dir: Path) -> Iterator[str]:
+    """The stored SQLite database as a temporary file (0600, removed afterwards)."""
+    tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix="verify-", suffix=".sqlite", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in reader.plain():
+                fh.write(chunk)
+        yield name
+    finally:
+        os.unlink(name)
 
 
 class Verifier:
@@ -134,7 +149,7 @@ class Verifier:
     def _deep_db(self, reader: ArtifactReader) -> None:
         art = reader.art
         if art.type == "sqlite":
-            with self._sqlite_copy(reader) as path:
+            with sqlite_copy(reader, self.tmp_dir) as path:
                 conn = sqlite3.connect(path)
                 try:
                     result = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -158,28 +173,11 @@ class Verifier:
         else:
             reader.check()
 
-    def _sqlite_copy(self, reader: ArtifactReader) -> Any:
-        from contextlib import contextmanager
-
-        @contextmanager
-        def copy() -> Iterator[str]:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, name = tempfile.mkstemp(prefix="verify-", suffix=".sqlite", dir=self.tmp_dir)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    for chunk in reader.plain():
-                        fh.write(chunk)
-                yield name
-            finally:
-                os.unlink(name)
-
-        return copy()
-
     def _restore_test(self, reader: ArtifactReader) -> None:
         art = reader.art
         want = art.tables or {}
         if art.type == "sqlite":
-            with self._sqlite_copy(reader) as path:
+            with sqlite_copy(reader, self.tmp_dir) as path:
                 conn = sqlite3.connect(path)
                 try:
                     got = table_row_counts(conn)

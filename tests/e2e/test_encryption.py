@@ -7,20 +7,12 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from helpers import age_keygen, committed, tree_listing, vigil, vigil_json
+from helpers import age_keygen, committed, files_and_sqlite, tree_listing, vigil, vigil_json
 
 
 def job_body(src: Path, tmp_path: Path, recipient: str, identity: Path | None) -> str:
     ident = f'identity_file = "{identity}"\n' if identity else ""
-    return textwrap.dedent(f"""
-        [[source]]
-        type = "files"
-        name = "app"
-        path = "{src}"
-        [[source]]
-        type = "sqlite"
-        name = "db"
-        path = "{src / 'database/database.sqlite'}"
+    return files_and_sqlite(src, src / "database/database.sqlite") + textwrap.dedent(f"""
         [[destination]]
         type = "local"
         name = "vault"

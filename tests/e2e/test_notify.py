@@ -8,10 +8,8 @@ import socket
 import subprocess
 import textwrap
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import pytest
 
 from helpers import VIGIL, committed, email_notify, files_job_body, vigil, vigil_json, wait_for_step
 from servers import SMTP_PASSWORD, free_port

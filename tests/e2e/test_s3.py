@@ -9,7 +9,7 @@ import time
 
 import zstandard
 
-from helpers import VIGIL, age_keygen, committed, tree_listing, vigil, vigil_json, wait_for_step
+from helpers import VIGIL, age_keygen, committed, files_and_sqlite, tree_listing, vigil, vigil_json, wait_for_step
 
 
 def s3_dest(endpoint: str, bucket: str, name: str = "offsite") -> str:
@@ -23,19 +23,6 @@ def s3_dest(endpoint: str, bucket: str, name: str = "offsite") -> str:
         region = "us-east-1"
         access_key_id_env = "VIGIL_TEST_S3_KEY"
         secret_access_key_env = "VIGIL_TEST_S3_SECRET"
-    """)
-
-
-def files_and_sqlite(src, db) -> str:
-    return textwrap.dedent(f"""
-        [[source]]
-        type = "files"
-        name = "app"
-        path = "{src}"
-        [[source]]
-        type = "sqlite"
-        name = "db"
-        path = "{db}"
     """)
 
 

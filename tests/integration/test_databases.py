@@ -19,15 +19,14 @@ from dbservers import MY_PASSWORD, PG_PASSWORD
 from servers import free_port
 
 
-def pg_job(make_job, tmp_path: Path, server, db: str, port: int | None = None, extra: str = "") -> Path:
+def db_job(make_job, tmp_path: Path, kind: str, credentials: str, db: str, port: int, extra: str = "") -> Path:
     return make_job(textwrap.dedent(f"""
         [[source]]
-        type = "postgres"
+        type = "{kind}"
         name = "db"
         host = "127.0.0.1"
-        port = {port or server.port}
-        user = "postgres"
-        password_env = "VIGIL_TEST_PGPASS"
+        port = {port}
+        {credentials}
         database = "{db}"
         [[destination]]
         type = "local"
@@ -36,25 +35,17 @@ def pg_job(make_job, tmp_path: Path, server, db: str, port: int | None = None, e
         attempts = 2
         delay = "1s"
     """) + extra)
+
+
+def pg_job(make_job, tmp_path: Path, server, db: str, port: int | None = None, extra: str = "") -> Path:
+    return db_job(make_job, tmp_path, "postgres", 'user = "postgres"\n        password_env = "VIGIL_TEST_PGPASS"',
+                  db, port or server.port, extra)
 
 
 def my_job(make_job, tmp_path: Path, server, db: str, port: int | None = None, extra: str = "") -> Path:
-    return make_job(textwrap.dedent(f"""
-        [[source]]
-        type = "mysql"
-        name = "db"
-        host = "127.0.0.1"
-        port = {port or server.port}
-        user = "{server.user}"
-        password_file = "{tmp_path / 'mypass'}"
-        database = "{db}"
-        [[destination]]
-        type = "local"
-        path = "{tmp_path / 'backups'}"
-        [retry]
-        attempts = 2
-        delay = "1s"
-    """) + extra)
+    return db_job(make_job, tmp_path, "mysql",
+                  f'user = "{server.user}"\n        password_file = "{tmp_path / "mypass"}"',
+                  db, port or server.port, extra)
 
 
 @pytest.fixture(autouse=True)

@@ -139,8 +139,7 @@ class RunNotifier:
         for cfg in job.notify:
             if cfg.type == "healthchecks" and "success" in cfg.on:
                 try:
-                    channels._http(channels.healthchecks_url(cfg, "start", run_id), b"", {},
-                                   min(START_TIMEOUT, cfg.timeout.total_seconds()))
+                    channels.ping_start(cfg, run_id, START_TIMEOUT)
                 except Exception as exc:  # noqa: BLE001 - a ping never stops a backup
                     self.log.warning("healthchecks /start ping via %s failed: %s", channels.describe(cfg), exc)
 

@@ -102,6 +102,11 @@ def healthchecks_url(cfg: HealthchecksNotify, event: str, run_id: str | None) ->
     return f"{url}?rid={run_uuid(run_id)}" if run_id else url
 
 
+def ping_start(cfg: HealthchecksNotify, run_id: str, timeout: float) -> None:
+    """healthchecks.io's /start: the external dead man's switch starts counting."""
+    _http(healthchecks_url(cfg, "start", run_id), b"", {}, min(timeout, cfg.timeout.total_seconds()))
+
+
 def send_healthchecks(cfg: HealthchecksNotify, msg: dict[str, Any]) -> None:
     body = msg.get("log_tail") or msg["subject"]
     text = f"{msg['subject']}\nrun: {msg.get('run_id') or '-'}\n\n{body}"

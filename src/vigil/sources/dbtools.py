@@ -17,7 +17,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from vigil.errors import BackupError, TransientError
 from vigil.retry import with_retry
@@ -174,6 +174,20 @@ class DatabaseSource(Source):
             if exc.step:  # a destination failed while we streamed: its step, not ours
                 raise
             raise self.fail(str(exc).removeprefix(f"{self.label}: ")) from None
+
+
+def feed(argv: list[str], env: dict[str, str], what: str, chunks: Iterable[bytes]) -> None:
+    """Write chunks to a child's stdin; its failure wins over a broken pipe."""
+    with Child(argv, env, what, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
+        stdin = child.proc.stdin
+        assert stdin is not None
+        try:
+            for chunk in chunks:
+                stdin.write(chunk)
+            stdin.close()
+        except BrokenPipeError:
+            pass
+        child.finish()
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -15,8 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from vigil.config import MysqlSource as MysqlConfig, read_secret
 from vigil.errors import BackupError
-from vigil.sources.dbtools import Child, DatabaseSource, child_env, run, secret_file, which
-from vigil.sources.postgres import feed
+from vigil.sources.dbtools import Child, DatabaseSource, child_env, feed, run, secret_file, which
 
 FOOTER = b"-- Dump completed"
 SYSTEM_DBS = {"information_schema", "performance_schema", "mysql", "sys"}

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 from vigil.config import PostgresSource as PostgresConfig, read_secret
 from vigil.errors import BackupError
-from vigil.sources.dbtools import Child, DatabaseSource, child_env, classify, run, secret_file
+from vigil.sources.dbtools import Child, DatabaseSource, child_env, classify, feed, run, secret_file
 
 END = "__VIGIL_END__"
 SEP = "\x1f"
@@ -211,20 +211,6 @@ class Postgres:
         """pg_restore -f /dev/null: reads a custom dump to its end (a truncated one fails)."""
         with self.env() as env:
             feed([find_tool("pg_restore"), "-f", "/dev/null"], env, f"{self.label}: pg_restore check", chunks)
-
-
-def feed(argv: list[str], env: dict[str, str], what: str, chunks: Iterable[bytes]) -> None:
-    """Write chunks to a child's stdin; its failure wins over a broken pipe."""
-    with Child(argv, env, what, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
-        stdin = child.proc.stdin
-        assert stdin is not None
-        try:
-            for chunk in chunks:
-                stdin.write(chunk)
-            stdin.close()
-        except BrokenPipeError:
-            pass
-        child.finish()
 
 
 class _Session:

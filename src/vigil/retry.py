@@ -8,10 +8,9 @@ fails at once. Every retry is logged with its reason.
 from __future__ import annotations
 
 import logging
-import smtplib
 import socket
+import sys
 import time
-import urllib.error
 from datetime import timedelta
 from typing import Callable, TypeVar
 
@@ -35,16 +34,20 @@ def is_transient(exc: BaseException) -> bool:
         return status >= 500 or response["Error"].get("Code") in S3_TRANSIENT
     if any(c.__name__ in BOTO_TRANSIENT for c in type(exc).__mro__):
         return True
-    if isinstance(exc, urllib.error.HTTPError):
+    # smtplib and urllib are looked up, not imported: an exception of theirs
+    # can only exist once they are loaded, and importing them costs start-up.
+    urllib_error, smtplib = sys.modules.get("urllib.error"), sys.modules.get("smtplib")
+    if urllib_error and isinstance(exc, urllib_error.HTTPError):
         return exc.code >= 500 or exc.code == 429
-    if isinstance(exc, urllib.error.URLError):
+    if urllib_error and isinstance(exc, urllib_error.URLError):
         return is_transient(exc.reason) if isinstance(exc.reason, BaseException) else True
-    if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
-        return True
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return 400 <= exc.smtp_code < 500
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    if smtplib:
+        if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
+            return True
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return 400 <= exc.smtp_code < 500
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            return all(400 <= code < 500 for code, _ in exc.recipients.values())
     return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror))
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from vigil.config import Job
 from vigil.errors import BackupError
 from vigil.journal import Journal, Outbox, RunRow
-from vigil.notify import channels
 from vigil.notify.message import run_message
 from vigil.retry import with_retry
 
@@ -30,7 +29,16 @@ def channels_for(job: Job, event: str) -> list[Any]:
     return [c for c in job.notify if event == "test" or event in c.on]
 
 
+def _channels() -> Any:
+    # Imported only when something is sent: smtplib, ssl and urllib are a
+    # noticeable part of the start-up of a run that has nothing to deliver.
+    from vigil.notify import channels
+
+    return channels
+
+
 def _send(cfg: Any, msg: dict[str, Any], log: logging.Logger, attempts: int) -> None:
+    channels = _channels()
     with_retry(lambda: channels.send(cfg, msg), attempts=attempts, delay=DELAY,
                what=f"notification via {channels.describe(cfg)}", log=log)
 
@@ -47,7 +55,7 @@ def deliver(items: list[tuple[Any, dict[str, Any]]], log: logging.Logger,
 
 def _warn(log: logging.Logger, cfg: Any, event: str, exc: BaseException, queued: bool) -> None:
     where = "kept in the outbox; `vigil notify flush` retries it" if queued else "not queued: no journal"
-    log.warning("notification %s via %s failed: %s (%s)", event, channels.describe(cfg), exc, where)
+    log.warning("notification %s via %s failed: %s (%s)", event, _channels().describe(cfg), exc, where)
 
 
 def dispatch(job: Job, event: str, msg: dict[str, Any], log: logging.Logger, *, run_id: str | None = None,
@@ -139,9 +147,9 @@ class RunNotifier:
         for cfg in job.notify:
             if cfg.type == "healthchecks" and "success" in cfg.on:
                 try:
-                    channels.ping_start(cfg, run_id, START_TIMEOUT)
+                    _channels().ping_start(cfg, run_id, START_TIMEOUT)
                 except Exception as exc:  # noqa: BLE001 - a ping never stops a backup
-                    self.log.warning("healthchecks /start ping via %s failed: %s", channels.describe(cfg), exc)
+                    self.log.warning("healthchecks /start ping via %s failed: %s", _channels().describe(cfg), exc)
 
     def run_finished(self, job: Job, row: RunRow, extra: dict[str, Any]) -> None:
         msg = run_message(row, extra)

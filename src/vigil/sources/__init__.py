@@ -67,12 +67,15 @@ class Source(ABC):
         self.ctx.log.warning(text)
 
 
-def make_source(cfg: Any, ctx: SourceContext) -> Source:
-    from vigil.sources.files import FilesSource
-    from vigil.sources.mysql import MysqlSource
-    from vigil.sources.postgres import PostgresSource
-    from vigil.sources.sqlite import SqliteSource
+# Imported on demand: each kind pulls in its own tools, and a run of a files
+# job should not pay start-up time for the database ones.
+_KINDS = {"files": ("vigil.sources.files", "FilesSource"), "sqlite": ("vigil.sources.sqlite", "SqliteSource"),
+          "postgres": ("vigil.sources.postgres", "PostgresSource"), "mysql": ("vigil.sources.mysql", "MysqlSource")}
 
-    kinds: dict[str, type[Source]] = {"files": FilesSource, "sqlite": SqliteSource,
-                                      "postgres": PostgresSource, "mysql": MysqlSource}
-    return kinds[cfg.type](cfg, ctx)
+
+def make_source(cfg: Any, ctx: SourceContext) -> Source:
+    import importlib
+
+    module, name = _KINDS[cfg.type]
+    kind: type[Source] = getattr(importlib.import_module(module), name)
+    return kind(cfg, ctx)

@@ -118,3 +118,27 @@ def files_and_sqlite(src, db) -> str:
         name = "db"
         path = "{db}"
     """)
+
+
+def age_decrypt_with_passphrase(src: Path, out: Path, passphrase: str) -> None:
+    """Debian's `age -d` on `src`, typing the passphrase at its terminal prompt.
+
+    age reads passphrases only from a terminal, so it runs on a pty."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: age, with the pty as its controlling terminal
+        os.execvp("age", ["age", "-d", "-o", str(out), str(src)])
+    seen = b""
+    try:
+        while b"passphrase" not in seen.lower():
+            seen += os.read(fd, 1024)
+        os.write(fd, passphrase.encode() + b"\n")
+        while chunk := os.read(fd, 1024):
+            seen += chunk
+    except OSError:
+        pass  # EIO: the child closed the terminal
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")

@@ -275,6 +275,11 @@ class Encryption(Model):
     def _some_key(self) -> "Encryption":
         if not self.recipients and not self.passphrase_env and not self.passphrase_file:
             raise ValueError("give recipients, passphrase_env or passphrase_file")
+        if self.recipients and (self.passphrase_env or self.passphrase_file):
+            # age allows a passphrase only as the sole recipient of a file.
+            raise ValueError("give recipients or a passphrase, not both")
+        if self.passphrase_env and self.passphrase_file:
+            raise ValueError("give passphrase_env or passphrase_file, not both")
         return self
 
 

@@ -1,19 +1,21 @@
-"""age encryption of artifacts (SPEC §10), streaming, through pyrage.
+"""age encryption of artifacts (SPEC §10), streaming.
 
-pyrage encrypts and decrypts between file objects; vigil's pipeline pushes
-chunks, so each direction runs pyrage on a thread fed by an OS pipe. Only the
-public keys (recipients) are needed to back up; the identity is needed only
-to restore or deep-verify, and the standard `age` CLI decrypts every
-artifact: `age -d -i key.txt files-app.tar.zst.age | zstd -d | tar -x`.
+To public keys (recipients) through pyrage: it encrypts and decrypts between
+file objects while vigil's pipeline pushes chunks, so each direction runs
+pyrage on a thread fed by an OS pipe. Only the public keys are needed to back
+up; the identity is needed only to restore or deep-verify. To a passphrase
+through `agescrypt` (pyrage cannot stream that). Either way the standard
+`age` CLI decrypts every artifact:
+`age -d -i key.txt files-app.tar.zst.age | zstd -d | tar -x`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
-from vigil.config import Job
+from vigil.config import Job, read_secret
 from vigil.errors import BackupError, ConfigError
 
 SUFFIX = ".age"
@@ -57,6 +59,61 @@ def identities(job: Job) -> list[Any]:
     if not keys:
         raise ConfigError(f"{job.config_path}: encryption.identity_file: {enc.identity_file} holds no identity")
     return keys
+
+
+def passphrase(job: Job) -> str:
+    enc = job.encryption
+    owner = f"{job.config_path}: encryption"
+    if enc is None or not (enc.passphrase_env or enc.passphrase_file):
+        raise ConfigError(f"{owner}.passphrase_env: a passphrase is needed to read passphrase-encrypted "
+                          "artifacts (passphrase_env or passphrase_file)")
+    value = read_secret(owner, "passphrase", None, enc.passphrase_env, enc.passphrase_file)
+    if not value:
+        raise ConfigError(f"{owner}.passphrase: the passphrase is empty")
+    return value
+
+
+def encryptor(job: Job) -> Callable[[Any], Any]:
+    """target -> a write() target that age-encrypts into it; checks the keys now."""
+    assert job.encryption is not None
+    if job.encryption.recipients:
+        keys = recipients(job)
+        return lambda target: Encryptor(target, keys)
+    from vigil import agescrypt
+
+    phrase = passphrase(job)
+    return lambda target: agescrypt.Writer(target, phrase)
+
+
+def decryptor(job: Job) -> Callable[[Any, str], Any]:
+    """(stored stream, where) -> its plaintext, read()-able; keys are read only when needed."""
+
+    from vigil import agescrypt
+
+    def open_(source: Any, where: str) -> Any:
+        header = agescrypt.read_header(source, where)
+        if header.is_scrypt:
+            return agescrypt.Reader(source, header, passphrase(job), where)
+        return Decryptor(_Replay(header.raw, source), identities(job), where)
+
+    return open_
+
+
+class _Replay:
+    """`source` with bytes already read from it put back in front."""
+
+    def __init__(self, prefix: bytes, source: Any) -> None:
+        self._prefix = prefix
+        self._source = source
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._prefix:
+            return self._source.read(n)
+        if n < 0 or n >= len(self._prefix):
+            out, self._prefix = self._prefix, b""
+        else:
+            out, self._prefix = self._prefix[:n], self._prefix[n:]
+        return out
 
 
 class Encryptor:

@@ -16,7 +16,6 @@ from typing import Any, BinaryIO, Callable, Iterator
 import zstandard
 
 from vigil.destinations import Destination
-from vigil.crypto import Decryptor
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact, Manifest
 
@@ -112,11 +111,11 @@ class _Prefetch:
 
 class ArtifactReader:
     def __init__(self, dest: Destination, manifest: Manifest, art: Artifact,
-                 keys: Callable[[], list[Any]] | None = None) -> None:
+                 decrypt: Callable[[Any, str], Any] | None = None) -> None:
         self.dest = dest
         self.manifest = manifest
         self.art = art
-        self.keys = keys  # age identities, asked for only when an artifact is encrypted
+        self.decrypt = decrypt  # (stored stream, where) -> plaintext; keys are read only when used
 
     @property
     def where(self) -> str:
@@ -140,11 +139,11 @@ class ArtifactReader:
         """A read()-able decompressed stream. Reading it to its end (or leaving the
         block normally) compares the stored bytes with the manifest; ChecksumError
         if they differ, also when decompression or a consumer failed on the way."""
-        if self.art.encrypted and self.keys is None:
-            raise ConfigError(f"{self.where}: encrypted; an identity is needed to read it")
+        if self.art.encrypted and self.decrypt is None:
+            raise ConfigError(f"{self.where}: encrypted; a key is needed to read it")
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
-            plain: Any = Decryptor(h, self.keys(), self.where) if self.art.encrypted and self.keys else h
+            plain: Any = self.decrypt(h, self.where) if self.art.encrypted and self.decrypt else h
             pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(plain, read_across_frames=True))
             try:
                 try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vigil.config import Job
+from vigil.crypto import decryptor
 from vigil.destinations import make_destination
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
@@ -67,11 +68,7 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
     start = time.monotonic()
     art = main[0]
 
-    def keys() -> list[Any]:
-        from vigil.crypto import identities
-
-        return identities(job)
-
+    keys = decryptor(job)
     reader = ArtifactReader(dest, manifest, art, keys)
     if art.type == "files":
         if to_dir is None:

@@ -31,7 +31,7 @@ from vigil.manifest import Artifact, Manifest, new_backup_id
 from vigil.monitor import write_textfile
 from vigil.prune import dead_runs, prune_job
 from vigil.sources import Source, SourceContext, make_source
-from vigil.crypto import SUFFIX, Encryptor
+from vigil.crypto import SUFFIX
 from vigil.stream import ArtifactStream, FanOut, Sink, Tee
 from vigil.timeutil import iso, utcnow
 
@@ -84,14 +84,14 @@ class BackupSet:
     """
 
     def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger, encrypted: set[str] = frozenset(),
-                 recipients: list[Any] | None = None) -> None:
+                 encryptor: Callable[[Any], Any] | None = None) -> None:
         self.writers = writers
         self.log = log
         self.failed: dict[str, str] = {}
         # Destinations that receive age-encrypted artifacts form one group,
         # the others another; each group gets its own artifact list and manifest.
         self.encrypted = encrypted
-        self.recipients = recipients or []
+        self.encryptor = encryptor
         self.artifacts: dict[bool, list[Artifact]] = {False: [], True: []}
         self.source = ""
 
@@ -130,7 +130,8 @@ class BackupSet:
         fans = {enc: FanOut(group, self.fail) for enc, group in sinks.items()}
         targets: list[Any] = [fans[False]] if False in fans else []
         if True in fans:
-            targets.append(Encryptor(fans[True], self.recipients))
+            assert self.encryptor is not None
+            targets.append(self.encryptor(fans[True]))
         stream = ArtifactStream(targets[0] if len(targets) == 1 else Tee(targets), threads=threads)
         try:
             yield stream
@@ -359,12 +360,10 @@ class Run:
     def _work(self) -> None:
         job = self.job
         self._enter("preflight")
-        unsupported = unsupported_features(job)
-        if unsupported:
-            raise BackupError(f"{job.config_path}: {unsupported}", "preflight")
+        encryptor = None
         if job.encryption is not None:
             try:
-                crypto.recipients(job)
+                encryptor = crypto.encryptor(job)
             except ConfigError as exc:
                 raise BackupError(str(exc), "preflight") from None
         ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
@@ -390,7 +389,7 @@ class Run:
             self._enter("hook:before")
             self._hooks_started = bool(job.hooks.before)
             run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env())
-            self._back_up(sources, destinations, ctx, {n: str(e) for n, e in unusable.items()})
+            self._back_up(sources, destinations, ctx, {n: str(e) for n, e in unusable.items()}, encryptor)
             self._enter("retention")
             # Only here: after a backup committed everywhere. A failed run never prunes.
             prune_job(job, dry_run=False, log=self.log, only=self.committed_on,
@@ -430,12 +429,10 @@ class Run:
         return int(newest[0].size * 1.2) if newest else 0
 
     def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext,
-                 unusable: dict[str, str]) -> None:
+                 unusable: dict[str, str], encryptor: Callable[[Any], Any] | None) -> None:
         writers: dict[str, BackupWriter] = {}
-        enc = self.job.encryption
-        encrypted = {d.name for d in self.job.destination if enc is not None and d.encrypt}
-        self._backup_set = backup_set = BackupSet(writers, self.log, encrypted,
-                                                  crypto.recipients(self.job) if encrypted else None)
+        encrypted = {d.name for d in self.job.destination if encryptor is not None and d.encrypt}
+        self._backup_set = backup_set = BackupSet(writers, self.log, encrypted, encryptor)
         backup_set.failed.update(unusable)
         for dest in destinations:
             self._enter(f"destination:{dest.name}")
@@ -506,14 +503,6 @@ class Run:
             self.notifier.run_finished(self.job, row, extra)
         except Exception as exc:  # noqa: BLE001 - a broken channel never changes the outcome
             self.log.error("notification failed: %s", exc)
-
-
-def unsupported_features(job: Job) -> str | None:
-    """Config this version validates but cannot honour: refuse rather than, say, back up unencrypted."""
-    if job.encryption is not None and (job.encryption.passphrase_env or job.encryption.passphrase_file):
-        return ("encryption.passphrase: passphrase encryption is not supported by this version of vigil "
-                "(use recipients); refusing to write unencrypted backups")
-    return None
 
 
 def _dir_ids(paths: list[Path]) -> set[tuple[int, int]]:

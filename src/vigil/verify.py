@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vigil.config import Job
+from vigil.crypto import decryptor
 from vigil.destinations import make_destination
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
@@ -80,7 +81,7 @@ class Verifier:
                 raise ConfigError(f"job {self.job.name}: no complete backup {backup_id!r} on any destination")
             return Report(problems=[f"job {self.job.name}: no complete backup on any destination"])
         report = Report()
-        keys = self._keys
+        keys = decryptor(self.job)
         for dest, manifest in found:
             files_sources = {a.source for a in manifest.artifacts if a.type == "files"}
             index_of: dict[str, ArtifactReader] = {
@@ -109,11 +110,6 @@ class Verifier:
                     except BackupError as exc:
                         report.problems.append(str(exc))
         return report
-
-    def _keys(self) -> list[Any]:
-        from vigil.crypto import identities
-
-        return identities(self.job)
 
     def _deep_files(self, reader: ArtifactReader, index_reader: ArtifactReader | None) -> None:
         if index_reader is None:

@@ -362,14 +362,11 @@ def test_read_only_state_dir_is_one_line_exit_1(tmp_path, make_job, app_tree):
             subprocess.run(["umount", str(ro)])
 
 
-def test_unsupported_config_is_refused_not_ignored(tmp_path, make_job, app_tree):
+def test_bad_encryption_key_is_refused_not_ignored(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
-    job = make_job(files_job_body(app_tree, dest) + '[encryption]\npassphrase_env = "X"\n')
-    proc = vigil("run", config=job, check=1)
-    assert "refusing to write unencrypted backups" in proc.stderr
-    assert not committed(dest)
-    [run] = vigil_json("runs", config=job)
-    assert run["step"] == "preflight"
     bad = make_job(files_job_body(app_tree, dest) + '[encryption]\nrecipients = ["age1qqqq"]\n', name="bad")
     proc = vigil("run", config=bad, check=1)
     assert "encryption.recipients[0]: not an age public key" in proc.stderr and "Traceback" not in proc.stderr
+    assert not committed(dest, job="bad")
+    [run] = vigil_json("runs", config=bad)
+    assert run["step"] == "preflight"

@@ -43,11 +43,14 @@ def _secrets(job: Job) -> Iterator[Finding]:
                           f"{owner}: literal password in {job.config_path}"
                           + (f" (mode {stat.S_IMODE(mode):04o}: readable by group or others)" if loose else ""),
                           "use password_env or password_file" + (f"; chmod 600 {job.config_path}" if loose else ""))
-        pf = getattr(item, "password_file", None)
-        if pf and pf.exists() and pf.stat().st_mode & 0o077:
+    files = [(owner, "password_file", getattr(item, "password_file", None)) for owner, item in items]
+    if job.encryption is not None:
+        files += [("encryption", key, getattr(job.encryption, key)) for key in ("passphrase_file", "identity_file")]
+    for owner, key, path in files:
+        if path and path.exists() and path.stat().st_mode & 0o077:
             found = True
-            yield Finding(PROBLEM, "secrets", f"{owner}: password_file {pf} is readable by group or others",
-                          f"chmod 600 {pf}")
+            yield Finding(PROBLEM, "secrets", f"{owner}: {key} {path} is readable by group or others",
+                          f"chmod 600 {path}")
     if not found:
         yield Finding(OK, "secrets", "no literal or exposed secrets")
 

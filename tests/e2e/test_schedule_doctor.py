@@ -97,3 +97,24 @@ def test_doctor_flags_literal_secret_in_readable_file(tmp_path, make_job, app_tr
     out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
     assert "PROBLEM  secrets: notify email: literal password" in out and "chmod 600" in out
     assert "hunter2" not in out
+
+
+def test_doctor_flags_secret_files_others_can_read(tmp_path, make_job, app_tree):
+    phrase, smtp_pw = tmp_path / "passphrase", tmp_path / "smtp-password"
+    phrase.write_text("a long random passphrase\n")
+    smtp_pw.write_text("hunter2\n")
+    phrase.chmod(0o644)
+    smtp_pw.chmod(0o640)
+    job = job_for(make_job, tmp_path, app_tree,
+                  f'[[notify]]\ntype = "email"\npassword_file = "{smtp_pw}"\nusername = "u"\nfrom = "a@b.c"\n'
+                  f'to = ["ops@b.c"]\n[encryption]\npassphrase_file = "{phrase}"\n')
+    job.chmod(0o600)
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job)
+    assert proc.returncode == 1
+    assert f"encryption: passphrase_file {phrase} is readable by group or others" in proc.stdout
+    assert f"notify email: password_file {smtp_pw} is readable by group or others" in proc.stdout
+    assert "hunter2" not in proc.stdout and "long random" not in proc.stdout
+    phrase.chmod(0o600)
+    smtp_pw.chmod(0o600)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "readable by group or others" not in out and "no literal or exposed secrets" in out

@@ -10,6 +10,7 @@ gnu formats; sparse members are refused.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -57,16 +58,20 @@ class Member:
         return self.type == b"4"
 
 
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
+_ZERO = bytes(BLOCK)
+
+
 def _num(field: bytes) -> int:
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256, for values octal cannot hold
         value = int.from_bytes(field[1:], "big")
         return value - (1 << (8 * (len(field) - 1))) if field[0] == 0xFF else value
-    text = field.split(b"\x00", 1)[0].strip()
+    text = field.partition(b"\x00")[0].strip()
     return int(text, 8) if text else 0
 
 
 def _str(field: bytes) -> str:
-    return field.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+    return field.partition(b"\x00")[0].decode("utf-8", "surrogateescape")
 
 
 def _pax(data: bytes) -> dict[str, str]:
@@ -82,38 +87,48 @@ def _pax(data: bytes) -> dict[str, str]:
 
 
 class TarStream:
-    """Iterate members; read (or skip) each member's content before the next."""
+    """Iterate members; read (or skip) each member's content before the next.
+
+    The buffer is an immutable bytes object: member contents are handed out
+    as memoryviews of it, so the bytes from the decompressor are never copied
+    on their way to the hash or the file."""
 
     def __init__(self, fileobj: Any) -> None:
         self.f = fileobj
-        self.buf = bytearray()
+        self.buf = b""
         self.pos = 0
         self._left = 0  # content bytes of the current member not yet consumed
         self._pad = 0
 
-    def _fill(self, n: int) -> None:
-        while len(self.buf) - self.pos < n:
-            if self.pos:
-                del self.buf[:self.pos]
-                self.pos = 0
-            chunk = self.f.read(max(READ, n))
-            if not chunk:
-                raise TarFormatError("unexpected end of archive")
-            self.buf += chunk
+    def _next_read(self) -> bytes:
+        chunk = self.f.read(READ)
+        if not chunk:
+            raise TarFormatError("unexpected end of archive")
+        return chunk
 
     def _take(self, n: int) -> bytes:
-        self._fill(n)
-        out = bytes(self.buf[self.pos:self.pos + n])
-        self.pos += n
-        return out
+        end = self.pos + n
+        if end <= len(self.buf):
+            out = self.buf[self.pos:end]
+            self.pos = end
+            return out
+        # Straddles reads: join the pieces, keep the last read as the buffer.
+        parts = [self.buf[self.pos:]]
+        need = n - len(parts[0])
+        while need:
+            self.buf = self._next_read()
+            self.pos = min(need, len(self.buf))
+            parts.append(self.buf[:self.pos])
+            need -= self.pos
+        return b"".join(parts)
 
-    def content(self) -> Iterator[bytes]:
-        """The current member's content, in chunks of up to 1 MiB."""
+    def content(self) -> Iterator[memoryview]:
+        """The current member's content, in views of up to READ bytes, valid until the next step."""
         while self._left:
-            if len(self.buf) - self.pos == 0:
-                self._fill(1)
-            n = min(self._left, len(self.buf) - self.pos, READ)
-            chunk = bytes(self.buf[self.pos:self.pos + n])
+            if self.pos == len(self.buf):
+                self.buf, self.pos = self._next_read(), 0
+            n = min(self._left, len(self.buf) - self.pos)
+            chunk = memoryview(self.buf)[self.pos:self.pos + n]
             self.pos += n
             self._left -= n
             yield chunk
@@ -122,8 +137,13 @@ class TarStream:
             self._pad = 0
 
     def _skip(self) -> None:
-        for _ in self.content():
-            pass
+        n, self._left, self._pad = self._left + self._pad, 0, 0
+        while n:
+            if self.pos == len(self.buf):
+                self.buf, self.pos = self._next_read(), 0
+            step = min(n, len(self.buf) - self.pos)
+            self.pos += step
+            n -= step
 
     def __iter__(self) -> Iterator[Member]:
         pax: dict[str, str] = {}
@@ -131,13 +151,13 @@ class TarStream:
         while True:
             self._skip()
             block = self._take(BLOCK)
-            if block == bytes(BLOCK):
+            if block == _ZERO:
                 return  # end of archive (the second zero block is not needed)
-            stored = _num(block[148:156])
-            if stored != sum(block[:148]) + 256 + sum(block[156:]):
+            (name_f, mode_f, uid_f, gid_f, size_f, mtime_f, chk_f, type_, link_f, magic, _version,
+             uname_f, gname_f, _maj, _min, prefix_f) = _HEADER.unpack_from(block)
+            if _num(chk_f) != sum(block) - sum(chk_f) + 256:  # the checksum counts its field as spaces
                 raise TarFormatError("header checksum mismatch")
-            type_ = block[156:157]
-            size = _num(block[124:136])
+            size = _num(size_f)
             if type_ in (b"x", b"g", b"L", b"K"):
                 data = self._take(size + (-size % BLOCK))[:size]
                 if type_ == b"x":
@@ -149,18 +169,24 @@ class TarStream:
                 continue
             if type_ == b"S":
                 raise TarFormatError("GNU sparse members are not supported")
-            name = _str(block[0:100])
-            if block[257:262] == b"ustar" and block[345:500].strip(b"\x00"):
-                name = _str(block[345:500]) + "/" + name
-            m = Member(
-                name=pax.get("path", long_name or name), type=type_,
-                size=int(pax.get("size", size)), mode=_num(block[100:108]) & 0o7777,
-                uid=int(pax.get("uid", _num(block[108:116]))), gid=int(pax.get("gid", _num(block[116:124]))),
-                mtime=int(float(pax.get("mtime", _num(block[136:148])))),
-                linkname=pax.get("linkpath", long_link or _str(block[157:257])),
-                uname=pax.get("uname", _str(block[265:297])), gname=pax.get("gname", _str(block[297:329])),
-            )
-            pax, long_name, long_link = {}, None, None
+            name = _str(name_f)
+            if magic[:5] == b"ustar" and prefix_f.strip(b"\x00"):
+                name = _str(prefix_f) + "/" + name
+            if pax:
+                m = Member(
+                    name=pax.get("path", long_name or name), type=type_,
+                    size=int(pax.get("size", size)), mode=_num(mode_f) & 0o7777,
+                    uid=int(pax.get("uid", _num(uid_f))), gid=int(pax.get("gid", _num(gid_f))),
+                    mtime=int(float(pax.get("mtime", _num(mtime_f)))),
+                    linkname=pax.get("linkpath", long_link or _str(link_f)),
+                    uname=pax.get("uname", _str(uname_f)), gname=pax.get("gname", _str(gname_f)),
+                )
+                pax = {}
+            else:
+                m = Member(name=long_name or name, type=type_, size=size, mode=_num(mode_f) & 0o7777,
+                           uid=_num(uid_f), gid=_num(gid_f), mtime=_num(mtime_f),
+                           linkname=long_link or _str(link_f), uname=_str(uname_f), gname=_str(gname_f))
+            long_name = long_link = None
             # Links, directories and special files carry no data, whatever their size field says.
             data_size = 0 if m.type in (b"1", b"2", b"3", b"4", b"5", b"6") else m.size
             self._left, self._pad = data_size, -data_size % BLOCK

@@ -9,6 +9,7 @@ DEMO   := examples/demo/demo.toml
 $(BIN)/vigil: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q src  # an editable install is not byte-compiled
 	touch $@
 
 venv: $(BIN)/vigil

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_backup import timed  # noqa: E402
+from bench_backup import precompile, timed  # noqa: E402
 from dbservers import MY_PASSWORD, PG_PASSWORD, _pg_bin, start_mariadb, start_postgres  # noqa: E402
 
 PG_FILL = """
@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--vigil", default=shutil.which("vigil") or "vigil")
     args = ap.parse_args()
+    precompile()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-db-"))
     pg, my = start_postgres(), start_mariadb()
     try:

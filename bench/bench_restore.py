@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_backup import files_job, timed  # noqa: E402
+from bench_backup import files_job, precompile, timed  # noqa: E402
 from gen_dataset import generate  # noqa: E402
 
 
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--vigil", default=shutil.which("vigil") or "vigil")
     args = ap.parse_args()
+    precompile()
     if not args.data.exists():
         generate(args.data, args.scale)
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-", dir=args.data.parent))

@@ -168,6 +168,9 @@ class Postgres:
         pg_dump = find_tool("pg_dump", self.server_major)
         with self.env(database) as env, _Session(find_tool("psql"), env, self.label) as session:
             session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # The counts run while pg_dump streams: one server process for
+            # them, so that parallel workers do not take the cores pg_dump needs.
+            session.query("SET LOCAL max_parallel_workers_per_gather = 0")
             [[snapshot]] = session.query("SELECT pg_export_snapshot()")
             sql = self.counts_sql(session.query(self.tables_sql()))
             if sql:

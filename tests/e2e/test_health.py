@@ -84,3 +84,14 @@ def test_unloadable_config_is_unknown(tmp_path):
     bad.write_text("nonsense = [")
     proc = vigil("health", "--format", "nagios", config=bad)
     assert proc.returncode == 3 and proc.stdout.startswith("VIGIL UNKNOWN - ")
+
+
+def test_health_usage_errors_are_unknown_not_critical(tmp_path, make_job, app_tree):
+    # A monitoring system reads the exit code: a typo in the check's command
+    # line must not page anyone as CRITICAL (2).
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    for args in (["--format", "xml"], ["--bogus"], ["no-such-job"]):
+        proc = vigil("health", *args, config=job)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert vigil("list", "--bogus", config=job).returncode == 2  # other commands keep exit 2

@@ -7,6 +7,7 @@ import subprocess
 import textwrap
 import time
 
+import pytest
 import zstandard
 
 from helpers import VIGIL, age_keygen, committed, files_and_sqlite, tree_listing, vigil, vigil_json, wait_for_step
@@ -116,13 +117,18 @@ def test_missing_credentials_variable_is_named(tmp_path, make_job, app_tree, s3_
     assert "Traceback" not in proc.stderr
 
 
-def test_encrypted_round_trip_through_s3(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+@pytest.mark.parametrize("keys", ["recipients", "passphrase"])
+def test_encrypted_round_trip_through_s3(tmp_path, make_job, app_tree, s3_server, s3_bucket, keys):
     s3, bucket = s3_bucket
-    key = tmp_path / "key.txt"
-    recipient = age_keygen(key)
+    if keys == "recipients":
+        key = tmp_path / "key.txt"
+        encryption = f'recipients = ["{age_keygen(key)}"]\nidentity_file = "{key}"\n'
+    else:
+        (tmp_path / "passphrase").write_text("a long random passphrase for the test\n")
+        (tmp_path / "passphrase").chmod(0o600)
+        encryption = f'passphrase_file = "{tmp_path / "passphrase"}"\n'
     db = app_tree / "database/database.sqlite"
-    job = make_job(files_and_sqlite(app_tree, db) + s3_dest(s3_server, bucket)
-                   + f'[encryption]\nrecipients = ["{recipient}"]\nidentity_file = "{key}"\n')
+    job = make_job(files_and_sqlite(app_tree, db) + s3_dest(s3_server, bucket) + "[encryption]\n" + encryption)
     vigil("run", config=job, check=0)
     [row] = vigil_json("list", config=job)
     assert sorted(row["artifacts"]) == ["db-db.sqlite.zst.age", "files-app.tar.zst.age", "index-app.jsonl.zst.age"]

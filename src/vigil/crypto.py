@@ -87,7 +87,6 @@ def encryptor(job: Job) -> Callable[[Any], Any]:
 
 def decryptor(job: Job) -> Callable[[Any, str], Any]:
     """(stored stream, where) -> its plaintext, read()-able; keys are read only when needed."""
-
     from vigil import agescrypt
 
     def open_(source: Any, where: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 BLOCK = 512
 READ = 1 << 20
+MAX_META = 1 << 20  # a pax header or GNU long name larger than this is not a real one
 REGTYPES = (b"0", b"\x00", b"7")
 
 
@@ -159,6 +160,8 @@ class TarStream:
                 raise TarFormatError("header checksum mismatch")
             size = _num(size_f)
             if type_ in (b"x", b"g", b"L", b"K"):
+                if size > MAX_META:
+                    raise TarFormatError(f"{size}-byte extended header: refusing to hold it in memory")
                 data = self._take(size + (-size % BLOCK))[:size]
                 if type_ == b"x":
                     pax = _pax(data)

@@ -90,3 +90,16 @@ def test_damaged_header_and_truncation_are_errors() -> None:
         members_of(bytes(data))
     with pytest.raises(TarFormatError, match="end of archive"):
         members_of(buf.getvalue()[:520])
+
+
+def test_absurd_extended_header_is_refused_not_buffered() -> None:
+    # A hostile archive announcing an 8 GiB pax header must fail at once,
+    # not make the reader try to hold it in memory.
+    info = tarfile.TarInfo("x")
+    block = bytearray(info.tobuf(tarfile.USTAR_FORMAT))
+    block[156:157] = b"x"
+    block[124:136] = b"%011o\x00" % (8**11 - 1)
+    block[148:156] = b"        "
+    block[148:155] = b"%06o\x00" % sum(block)
+    with pytest.raises(TarFormatError, match="extended header"):
+        list(TarStream(io.BytesIO(bytes(block) + bytes(1024))))

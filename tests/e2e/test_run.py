@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -159,23 +160,24 @@ def test_three_simultaneous_runs_one_backup(tmp_path, make_job, app_tree):
 
 def test_file_appended_during_run_is_a_warning_not_a_failure(tmp_path, make_job, app_tree):
     growing = app_tree / "storage/logs/worker.log"
-    growing.write_bytes(b"x" * (4 << 20))
-    stop = threading.Event()
-
-    def appender() -> None:
-        with open(growing, "ab", buffering=0) as fh:
-            while not stop.is_set():
-                fh.write(b"line\n")
-
-    t = threading.Thread(target=appender)
-    t.start()
+    size = 15 << 20  # read whole (under 16 MiB), and slow enough that every read sees appends
+    growing.write_bytes(b"x" * size)
+    # A process of its own, appending without pause: a thread of the test
+    # process can be starved for the few milliseconds a read takes.
+    appender = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys\n"
+        f"fd = os.open({str(growing)!r}, os.O_WRONLY | os.O_APPEND)\n"
+        "while True:\n"
+        "    os.write(fd, b'line\\n')\n")])
     dest = tmp_path / "backups"
     job = make_job(files_job_body(app_tree, dest))
     try:
+        while growing.stat().st_size == size:  # appending before the run starts
+            time.sleep(0.01)
         proc = vigil("run", config=job, check=0)
     finally:
-        stop.set()
-        t.join()
+        appender.kill()
+        appender.wait()
     assert "storage/logs/worker.log" in proc.stderr
     [backup] = committed(dest)
     manifest = json.loads((backup / "manifest.json").read_text())
@@ -184,7 +186,7 @@ def test_file_appended_during_run_is_a_warning_not_a_failure(tmp_path, make_job,
     assert run["outcome"] == "success"
     assert any("storage/logs/worker.log" in w for w in run["warnings"])
     extract_with_tar(backup / "files-app.tar.zst", tmp_path / "out")
-    assert (tmp_path / "out/storage/logs/worker.log").stat().st_size >= 4 << 20
+    assert (tmp_path / "out/storage/logs/worker.log").stat().st_size >= size
 
 
 def test_volatile_files_are_stored_without_warning(tmp_path, make_job, app_tree):

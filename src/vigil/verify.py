@@ -33,11 +33,33 @@ from vigil.tarreader import TarFormatError, TarStream
 DB_TYPES = ("postgres", "mysql", "sqlite")
 
 
+def iter_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
+    """The index's entries in order, parsed a decompressed chunk at a time (constant memory)."""
+    chunks = reader.plain()
+    rest = b""
+    try:
+        for chunk in chunks:
+            lines, _, rest = (rest + chunk).rpartition(b"\n")
+            if lines:
+                # One parse of the chunk's lines as a JSON array: half the time of a call per
+                # line. JSON text never holds a raw newline, so joining with commas is exact.
+                yield from json.loads(b"[" + lines.replace(b"\n", b",") + b"]")
+        if rest.strip():
+            yield json.loads(rest)
+    except ValueError as exc:
+        for _ in chunks:  # the stored bytes first: a damaged artifact says ChecksumError
+            pass
+        raise BackupError(f"{reader.where}: unreadable index: {exc}") from None
+
+
 def load_index(reader: ArtifactReader) -> dict[str, dict[str, Any]]:
-    data = b"".join(reader.plain())
-    # One parse of all lines as a JSON array: half the time of a call per line.
-    # JSON text never holds a raw newline, so joining the lines with commas is exact.
-    return {e["path"]: e for e in json.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")}
+    return {e["path"]: e for e in iter_index(reader)}
+
+
+def _walk_key(path: str) -> tuple[str, ...]:
+    # The walk visits a directory's entries sorted by name, depth first: that is
+    # the order of these tuples ("a" < "a/b" < "a.txt"), which plain strings miss.
+    return tuple(path.split("/"))
 
 
 def engine_for(job: Job, art: Artifact, tmp_dir: Path) -> Any:
@@ -47,6 +69,43 @@ def engine_for(job: Job, art: Artifact, tmp_dir: Path) -> Any:
     cfg = job.source_named(art.source)
     label = f"{cfg.type} source {cfg.name}"
     return Postgres(cfg, tmp_dir, label) if art.type == "postgres" else Mysql(cfg, tmp_dir, label)
+
+
+class _IndexMerge:
+    """Walks the index alongside the archive's members, collecting what disagrees."""
+
+    def __init__(self, entries: Iterator[dict[str, Any]]) -> None:
+        self._entries = entries
+        self._next = next(entries, None)
+        self.bad: list[str] = []
+
+    def _advance(self) -> None:
+        self._next = next(self._entries, None)
+
+    def check(self, path: str, kind: str, size: int, sha: str | None) -> None:
+        """The final copy of one archive member."""
+        key = _walk_key(path)
+        while self._next is not None and _walk_key(self._next["path"]) < key:
+            self.bad.append(f"{self._next['path']}: missing from the archive")
+            self._advance()
+        entry = self._next
+        if entry is None or entry["path"] != path:
+            self.bad.append(f"{path}: in the archive but not in the index")
+            return
+        if entry["type"] == "file" and (kind, size, sha) != ("file", entry["size"], entry["sha256"]):
+            self.bad.append(f"{path}: content differs from the index")
+        self._advance()
+
+    def finish(self) -> list[str]:
+        while self._next is not None:
+            self.bad.append(f"{self._next['path']}: missing from the archive")
+            self._advance()
+        return self.bad
+
+    def close(self) -> None:
+        close = getattr(self._entries, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -116,31 +175,34 @@ class Verifier:
     def _deep_files(self, reader: ArtifactReader, index_reader: ArtifactReader | None) -> None:
         if index_reader is None:
             raise BackupError(f"{reader.where}: no index artifact for source {reader.art.source}")
-        index = load_index(index_reader)
-        seen: dict[str, tuple[str, int, str | None]] = {}
-        with reader.stream() as stream:
-            tar = TarStream(stream)
-            try:
-                for m in tar:
-                    sha = None
-                    if m.isreg():
-                        h = hashlib.sha256()
-                        for chunk in tar.content():
-                            h.update(chunk)
-                        sha = h.hexdigest()
-                    kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
-                            else "hardlink" if m.islnk() else "fifo" if m.isfifo() else "device")
-                    seen[m.name.rstrip("/")] = (kind, m.size, sha)  # a later copy supersedes
-            except TarFormatError as exc:
-                raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
-        bad = []
-        for path, entry in index.items():
-            got = seen.get(path)
-            if got is None:
-                bad.append(f"{path}: missing from the archive")
-            elif entry["type"] == "file" and got != ("file", entry["size"], entry["sha256"]):
-                bad.append(f"{path}: content differs from the index")
-        bad += [f"{p}: in the archive but not in the index" for p in seen.keys() - index.keys()]
+        # Archive and index are both written in walk order, so they are compared
+        # side by side, like a merge: memory stays flat however many files.
+        merge = _IndexMerge(iter_index(index_reader))
+        try:
+            with reader.stream() as stream:
+                tar = TarStream(stream)
+                last: tuple[str, str, int, str | None] | None = None
+                try:
+                    for m in tar:
+                        sha = None
+                        if m.isreg():
+                            h = hashlib.sha256()
+                            for chunk in tar.content():
+                                h.update(chunk)
+                            sha = h.hexdigest()
+                        kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
+                                else "hardlink" if m.islnk() else "fifo" if m.isfifo() else "device")
+                        path = m.name.rstrip("/")
+                        if last is not None and last[0] != path:
+                            merge.check(*last)
+                        last = (path, kind, m.size, sha)  # a later copy of a file (re-read) supersedes
+                except TarFormatError as exc:
+                    raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
+            if last is not None:
+                merge.check(*last)
+            bad = merge.finish()
+        finally:
+            merge.close()
         if bad:
             raise BackupError(f"{reader.where}: {len(bad)} damaged entries: " + "; ".join(bad[:10]))
 

@@ -184,3 +184,53 @@ def test_prune_dry_run_real_run_and_refusal_after_failure(tmp_path, make_job, ap
     assert len(committed(dest)) == 1
     assert not stale.exists()
     assert vigil_json("list", config=good)[0]["id"] == committed(dest)[0].name
+
+
+def test_deep_verify_compares_every_entry_with_the_index(tmp_path, make_job, app_tree):
+    # An archive rewritten consistently (manifest checksum updated too) so that
+    # only the per-entry comparison with the index can tell what changed.
+    (app_tree / "a").mkdir()
+    (app_tree / "a/b.txt").write_text("inside a/")
+    (app_tree / "a.txt").write_text("sorts after a/b.txt in the walk, before it as a string")
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    vigil("verify", "app", "latest", "--deep", config=job, check=0)  # intact, including the a/ vs a.txt order
+    [backup] = committed(tmp_path / "backups")
+    art = backup / "files-app.tar.zst"
+    members = []
+    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().stream_reader(art.read_bytes()).read()),
+                      mode="r:") as tar:
+        for m in tar.getmembers():
+            members.append((m, tar.extractfile(m).read() if m.isreg() else None))
+    names = [m.name for m, _ in members]
+    # Dropping a/b.txt puts a.txt right after a/: the comparison must know the
+    # walk's order (a/b.txt before a.txt) to call one missing and the other intact.
+    changed, dropped = "a.txt", "a/b.txt"
+    regular = [m.name for m, _ in members if m.isreg() and m.name not in (changed, dropped)]
+    assert changed in names and dropped in names
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m, data in members:
+            if m.name == dropped:
+                continue
+            if m.name == changed:
+                data = data.upper()  # same size, other bytes
+            tar.addfile(m, io.BytesIO(data) if data is not None else None)
+            if m.name == regular[0]:
+                extra = tarfile.TarInfo(regular[0] + ".extra")
+                extra.size = 3
+                tar.addfile(extra, io.BytesIO(b"new"))
+    raw = zstandard.ZstdCompressor().compress(out.getvalue())
+    art.write_bytes(raw)
+    manifest = json.loads((backup / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["name"] == art.name:
+            a["size"], a["sha256"] = len(raw), hashlib.sha256(raw).hexdigest()
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+
+    vigil("verify", "app", "latest", config=job, check=0)  # checksums alone cannot see it
+    proc = vigil("verify", "app", "latest", "--deep", config=job, check=1)
+    assert "3 damaged entries" in proc.stdout, proc.stdout
+    assert f"{changed}: content differs from the index" in proc.stdout
+    assert f"{dropped}: missing from the archive" in proc.stdout
+    assert f"{regular[0]}.extra: in the archive but not in the index" in proc.stdout

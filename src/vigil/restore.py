@@ -155,6 +155,10 @@ class _Extractor:
         self.dir_times: list[tuple[list[str], int, int]] = []
         self._fds: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self.as_root = os.geteuid() == 0
+        # A file that changed while backed up is archived again right after
+        # itself; the index holds the last copy's hash. A copy that does not
+        # match is judged only once no later copy of the same path follows.
+        self._unmatched: str | None = None
 
     def extract(self, reader: ArtifactReader) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -168,9 +172,13 @@ class _Extractor:
                 tar = TarStream(stream)
                 try:
                     for member in tar:
+                        if self._unmatched is not None and member.name != self._unmatched:
+                            self._mismatch()
                         self._member(tar, member)
                 except TarFormatError as exc:
                     raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
+                if self._unmatched is not None:
+                    self._mismatch()
             for parts, mtime, mode in reversed(self.dir_times):
                 fd = self._dir(parts, create=False)
                 os.chmod(fd, mode)
@@ -237,7 +245,8 @@ class _Extractor:
         parent = self._dir(parts[:-1])
         leaf = parts[-1]
         if m.isreg():
-            self._file(tar, m, parent, leaf, name)
+            if not self._file(tar, m, parent, leaf, name):
+                return  # an earlier copy; a later one follows (or the restore fails)
         elif m.issym():
             self._clear(parent, leaf)
             os.symlink(m.linkname, leaf, dir_fd=parent)  # restored as it was, absolute or not
@@ -261,7 +270,8 @@ class _Extractor:
         self._owner(parts[:-1], leaf, m)
         self.summary.entries += 1
 
-    def _file(self, tar: TarStream, m: Member, parent: int, leaf: str, name: str) -> None:
+    def _file(self, tar: TarStream, m: Member, parent: int, leaf: str, name: str) -> bool:
+        """Write one file; False when its content is not the one the index holds."""
         tmp = f"{TMP_PREFIX}{leaf}"[:255]
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=parent)
@@ -282,10 +292,16 @@ class _Extractor:
         want = self.hashes.get(name)
         if want and sha.hexdigest() != want:
             os.unlink(tmp, dir_fd=parent)
-            raise BackupError(f"{name}: content does not match its SHA-256 in the index; not restored")
+            self._unmatched = name
+            return False
+        self._unmatched = None
         self._clear(parent, leaf)
         os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
         self.summary.bytes += m.size
+        return True
+
+    def _mismatch(self) -> None:
+        raise BackupError(f"{self._unmatched}: content does not match its SHA-256 in the index; not restored")
 
     def _times(self, parent: int, leaf: str, m: Member) -> None:
         if os.utime not in os.supports_follow_symlinks:

@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -234,3 +236,38 @@ def test_deep_verify_compares_every_entry_with_the_index(tmp_path, make_job, app
     assert f"{changed}: content differs from the index" in proc.stdout
     assert f"{dropped}: missing from the archive" in proc.stdout
     assert f"{regular[0]}.extra: in the archive but not in the index" in proc.stdout
+
+
+def test_large_file_changing_during_backup_restores_its_last_copy(tmp_path, make_job, app_tree):
+    # Over 16 MiB a file is streamed; when it changes while read it is archived
+    # again right after, and tar extraction keeps the last copy. The index holds
+    # that last copy's SHA-256: restore and deep verify must accept the earlier
+    # copies being different.
+    growing = app_tree / "storage/logs/big.log"
+    size = 20 << 20
+    growing.write_bytes(b"y" * size)
+    appender = subprocess.Popen([sys.executable, "-c", (
+        "import os\n"
+        f"fd = os.open({str(growing)!r}, os.O_WRONLY | os.O_APPEND)\n"
+        "while True:\n"
+        "    os.write(fd, b'more\\n')\n")])
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    try:
+        while growing.stat().st_size == size:
+            time.sleep(0.01)
+        proc = vigil("run", config=job, check=0)
+    finally:
+        appender.kill()
+        appender.wait()
+    assert "storage/logs/big.log" in proc.stderr and "changed while being read" in proc.stderr
+    [backup] = committed(tmp_path / "backups")
+    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().stream_reader(
+            (backup / "files-app.tar.zst").read_bytes()).read()), mode="r:") as tar:
+        copies = [m for m in tar.getmembers() if m.name == "storage/logs/big.log"]
+    assert len(copies) > 1  # the case under test: several copies in the archive
+
+    vigil("verify", "app", "latest", "--deep", config=job, check=0)
+    target = tmp_path / "restored"
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    restored = (target / "storage/logs/big.log").read_bytes()
+    assert len(restored) == copies[-1].size and restored.startswith(b"y" * size)

@@ -29,7 +29,7 @@ from vigil.manifest import Artifact
 from vigil.reading import ArtifactReader, find_backup
 from vigil.sources.files import compile_patterns
 from vigil.tarreader import Member, TarFormatError, TarStream
-from vigil.verify import engine_for, load_index
+from vigil.verify import IndexCursor, engine_for, iter_index
 
 TMP_PREFIX = ".vigil-restore-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -74,9 +74,14 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
         if to_dir is None:
             raise ConfigError(f"source {source} is a files source: restore it with --to DIR")
         index = next((a for a in arts if a.type == "index"), None)
-        hashes = load_index(ArtifactReader(dest, manifest, index, keys)) if index else {}
-        _Extractor(to_dir, force, include, {p: e.get("sha256") for p, e in hashes.items()}, summary, log) \
-            .extract(reader)
+        cursor = IndexCursor(iter_index(ArtifactReader(dest, manifest, index, keys))) if index else None
+        try:
+            _Extractor(to_dir, force, include, cursor, summary, log).extract(reader)
+            if cursor is not None:
+                cursor.rest()  # read the index to its end: its own checksum is checked there
+        finally:
+            if cursor is not None:
+                cursor.close()
     elif to_file is not None:
         _restore_to_file(reader, to_file, force, summary)
     elif to_database is not None:
@@ -144,12 +149,12 @@ def _safe_parts(name: str) -> list[str]:
 
 
 class _Extractor:
-    def __init__(self, root: Path, force: bool, include: list[str], hashes: dict[str, str | None],
+    def __init__(self, root: Path, force: bool, include: list[str], index: IndexCursor | None,
                  summary: Summary, log: logging.Logger) -> None:
         self.root = root
         self.force = force
         self.include = compile_patterns(include)
-        self.hashes = hashes
+        self.index = index  # the expected SHA-256 of each file, read alongside the archive
         self.summary = summary
         self.log = log
         self.dir_times: list[tuple[list[str], int, int]] = []
@@ -289,7 +294,8 @@ class _Extractor:
             os.unlink(tmp, dir_fd=parent)
             raise
         os.close(fd)
-        want = self.hashes.get(name)
+        entry = self.index.seek(name)[0] if self.index is not None else None
+        want = entry.get("sha256") if entry else None
         if want and sha.hexdigest() != want:
             os.unlink(tmp, dir_fd=parent)
             self._unmatched = name

@@ -52,10 +52,6 @@ def iter_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
         raise BackupError(f"{reader.where}: unreadable index: {exc}") from None
 
 
-def load_index(reader: ArtifactReader) -> dict[str, dict[str, Any]]:
-    return {e["path"]: e for e in iter_index(reader)}
-
-
 def _walk_key(path: str) -> tuple[str, ...]:
     # The walk visits a directory's entries sorted by name, depth first: that is
     # the order of these tuples ("a" < "a/b" < "a.txt"), which plain strings miss.
@@ -71,36 +67,39 @@ def engine_for(job: Job, art: Artifact, tmp_dir: Path) -> Any:
     return Postgres(cfg, tmp_dir, label) if art.type == "postgres" else Mysql(cfg, tmp_dir, label)
 
 
-class _IndexMerge:
-    """Walks the index alongside the archive's members, collecting what disagrees."""
+class IndexCursor:
+    """The index, read alongside the archive: both are in walk order, so finding
+    a member's entry only ever moves forward, and memory stays flat."""
 
     def __init__(self, entries: Iterator[dict[str, Any]]) -> None:
         self._entries = entries
         self._next = next(entries, None)
-        self.bad: list[str] = []
+        self._found = False  # the current entry was returned by seek()
 
-    def _advance(self) -> None:
-        self._next = next(self._entries, None)
+    def _advance(self, passed: list[str]) -> None:
+        assert self._next is not None
+        if not self._found:
+            passed.append(self._next["path"])
+        self._next, self._found = next(self._entries, None), False
 
-    def check(self, path: str, kind: str, size: int, sha: str | None) -> None:
-        """The final copy of one archive member."""
+    def seek(self, path: str) -> tuple[dict[str, Any] | None, list[str]]:
+        """The entry for `path` (None when the index has none; the same entry again
+        for a later copy of the path), and the paths passed over without a member."""
         key = _walk_key(path)
+        passed: list[str] = []
         while self._next is not None and _walk_key(self._next["path"]) < key:
-            self.bad.append(f"{self._next['path']}: missing from the archive")
-            self._advance()
-        entry = self._next
-        if entry is None or entry["path"] != path:
-            self.bad.append(f"{path}: in the archive but not in the index")
-            return
-        if entry["type"] == "file" and (kind, size, sha) != ("file", entry["size"], entry["sha256"]):
-            self.bad.append(f"{path}: content differs from the index")
-        self._advance()
+            self._advance(passed)
+        if self._next is not None and self._next["path"] == path:
+            self._found = True
+            return self._next, passed
+        return None, passed
 
-    def finish(self) -> list[str]:
+    def rest(self) -> list[str]:
+        """The paths after the last seek that no member reached."""
+        passed: list[str] = []
         while self._next is not None:
-            self.bad.append(f"{self._next['path']}: missing from the archive")
-            self._advance()
-        return self.bad
+            self._advance(passed)
+        return passed
 
     def close(self) -> None:
         close = getattr(self._entries, "close", None)
@@ -177,7 +176,17 @@ class Verifier:
             raise BackupError(f"{reader.where}: no index artifact for source {reader.art.source}")
         # Archive and index are both written in walk order, so they are compared
         # side by side, like a merge: memory stays flat however many files.
-        merge = _IndexMerge(iter_index(index_reader))
+        cursor = IndexCursor(iter_index(index_reader))
+        bad: list[str] = []
+
+        def check(path: str, kind: str, size: int, sha: str | None) -> None:
+            entry, passed = cursor.seek(path)
+            bad.extend(f"{p}: missing from the archive" for p in passed)
+            if entry is None:
+                bad.append(f"{path}: in the archive but not in the index")
+            elif entry["type"] == "file" and (kind, size, sha) != ("file", entry["size"], entry["sha256"]):
+                bad.append(f"{path}: content differs from the index")
+
         try:
             with reader.stream() as stream:
                 tar = TarStream(stream)
@@ -194,15 +203,15 @@ class Verifier:
                                 else "hardlink" if m.islnk() else "fifo" if m.isfifo() else "device")
                         path = m.name.rstrip("/")
                         if last is not None and last[0] != path:
-                            merge.check(*last)
+                            check(*last)
                         last = (path, kind, m.size, sha)  # a later copy of a file (re-read) supersedes
                 except TarFormatError as exc:
                     raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
             if last is not None:
-                merge.check(*last)
-            bad = merge.finish()
+                check(*last)
+            bad.extend(f"{p}: missing from the archive" for p in cursor.rest())
         finally:
-            merge.close()
+            cursor.close()
         if bad:
             raise BackupError(f"{reader.where}: {len(bad)} damaged entries: " + "; ".join(bad[:10]))
 

@@ -236,6 +236,10 @@ def test_deep_verify_compares_every_entry_with_the_index(tmp_path, make_job, app
     assert f"{changed}: content differs from the index" in proc.stdout
     assert f"{dropped}: missing from the archive" in proc.stdout
     assert f"{regular[0]}.extra: in the archive but not in the index" in proc.stdout
+    # restore checks each file against the index as it goes, and refuses the changed one.
+    restore = vigil("restore", "app", "latest", "--source", "app", "--to", str(tmp_path / "r"), config=job, check=1)
+    assert f"{changed}: content does not match its SHA-256 in the index" in restore.stderr
+    assert not (tmp_path / "r" / changed).exists()
 
 
 def test_large_file_changing_during_backup_restores_its_last_copy(tmp_path, make_job, app_tree):

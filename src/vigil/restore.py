@@ -163,7 +163,7 @@ class _Extractor:
         # A file that changed while backed up is archived again right after
         # itself; the index holds the last copy's hash. A copy that does not
         # match is judged only once no later copy of the same path follows.
-        self._unmatched: str | None = None
+        self._unmatched: tuple[str, str] | None = None  # (member name, path) of that copy
 
     def extract(self, reader: ArtifactReader) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ class _Extractor:
                 tar = TarStream(stream)
                 try:
                     for member in tar:
-                        if self._unmatched is not None and member.name != self._unmatched:
+                        if self._unmatched is not None and member.name != self._unmatched[0]:
                             self._mismatch()
                         self._member(tar, member)
                 except TarFormatError as exc:
@@ -298,7 +298,7 @@ class _Extractor:
         want = entry.get("sha256") if entry else None
         if want and sha.hexdigest() != want:
             os.unlink(tmp, dir_fd=parent)
-            self._unmatched = name
+            self._unmatched = (m.name, name)
             return False
         self._unmatched = None
         self._clear(parent, leaf)
@@ -307,7 +307,8 @@ class _Extractor:
         return True
 
     def _mismatch(self) -> None:
-        raise BackupError(f"{self._unmatched}: content does not match its SHA-256 in the index; not restored")
+        assert self._unmatched is not None
+        raise BackupError(f"{self._unmatched[1]}: content does not match its SHA-256 in the index; not restored")
 
     def _times(self, parent: int, leaf: str, m: Member) -> None:
         if os.utime not in os.supports_follow_symlinks:

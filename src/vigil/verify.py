@@ -43,13 +43,19 @@ def iter_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
             if lines:
                 # One parse of the chunk's lines as a JSON array: half the time of a call per
                 # line. JSON text never holds a raw newline, so joining with commas is exact.
-                yield from json.loads(b"[" + lines.replace(b"\n", b",") + b"]")
+                yield from json.loads(_text(b"[" + lines.replace(b"\n", b",") + b"]"))
         if rest.strip():
-            yield json.loads(rest)
+            yield json.loads(_text(rest))
     except ValueError as exc:
         for _ in chunks:  # the stored bytes first: a damaged artifact says ChecksumError
             pass
         raise BackupError(f"{reader.where}: unreadable index: {exc}") from None
+
+
+def _text(data: bytes) -> str:
+    # Indexes before vigil escaped them carry non-UTF-8 names as raw bytes;
+    # surrogateescape reads those as the tar reader reads the archive's names.
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _walk_key(path: str) -> tuple[str, ...]:

@@ -275,3 +275,31 @@ def test_large_file_changing_during_backup_restores_its_last_copy(tmp_path, make
     vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
     restored = (target / "storage/logs/big.log").read_bytes()
     assert len(restored) == copies[-1].size and restored.startswith(b"y" * size)
+
+
+def test_names_that_are_not_utf8_round_trip(tmp_path, make_job):
+    # Old uploads often carry Latin-1 names: bytes that are not UTF-8.
+    src = tmp_path / "www"
+    src.mkdir()
+    root = os.fsencode(src)
+    with open(os.path.join(root, b"caf\xe9.txt"), "wb") as fh:
+        fh.write(b"latin-1 name")
+    os.mkdir(os.path.join(root, b"d\xff"))
+    with open(os.path.join(root, b"d\xff", b"x"), "wb") as fh:
+        fh.write(b"inside")
+    os.symlink(b"caf\xe9.txt", os.path.join(root, b"link\xe9"))
+    job = make_job(files_job_body(src, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    [backup] = committed(tmp_path / "backups")
+    index = zstandard.ZstdDecompressor().stream_reader((backup / "index-app.jsonl.zst").read_bytes()).read()
+    index.decode("utf-8")  # still valid UTF-8 JSON lines, whatever the names
+    assert {json.loads(line)["path"] for line in index.splitlines()} == \
+        {os.fsdecode(n) for n in (b"caf\xe9.txt", b"d\xff", b"d\xff/x", b"link\xe9")}
+
+    vigil("verify", "app", "latest", "--deep", config=job, check=0)
+    target = tmp_path / "restored"
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    assert sorted(os.listdir(os.fsencode(target))) == [b"caf\xe9.txt", b"d\xff", b"link\xe9"]
+    with open(os.path.join(os.fsencode(target), b"d\xff", b"x"), "rb") as fh:
+        assert fh.read() == b"inside"
+    assert os.readlink(os.path.join(os.fsencode(target), b"link\xe9")) == b"caf\xe9.txt"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import grp
-from json.encoder import encode_basestring as _json_str  # type: ignore[attr-defined]
+from json.encoder import encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]
 import os
 import pwd
 import stat
@@ -59,6 +59,18 @@ def _signature(st: os.stat_result) -> tuple[int, int, int]:
 
 def _mtime(st: os.stat_result) -> int:
     return st.st_mtime_ns // 1_000_000_000  # floor, also before 1970
+
+
+def _json_str(text: str) -> str:
+    """A JSON string literal. A name holding bytes that are not UTF-8 (decoded with
+    surrogateescape) is written with \\u escapes, so that the index stays valid UTF-8."""
+    if text.isascii():
+        return encode_basestring(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return encode_basestring_ascii(text)
+    return encode_basestring(text)
 
 
 def compile_patterns(patterns: list[str]) -> pathspec.PathSpec | None:

@@ -88,6 +88,16 @@ def big_tree(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def slow_tree(app_tree: Path) -> Path:
+    """app_tree plus a 32 GiB sparse file: a source step that lasts long enough to
+    be interrupted at will, whatever the machine's speed (holes cost no disk;
+    hashing their zeros takes ~20 s). Remove huge.sparse to let later runs be quick."""
+    with open(app_tree / "huge.sparse", "wb") as fh:
+        fh.truncate(32 << 30)
+    return app_tree
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto in server mode on 127.0.0.1: the same HTTP code path as a real store."""

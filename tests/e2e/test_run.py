@@ -257,11 +257,11 @@ def test_missing_source_root_fails_at_its_step(tmp_path, make_job):
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])
-def test_signal_during_source_leaves_nothing_committed(tmp_path, make_job, big_tree, sig):
+def test_signal_during_source_leaves_nothing_committed(tmp_path, make_job, slow_tree, sig):
     import signal
 
     dest = tmp_path / "backups"
-    job = make_job(files_job_body(big_tree, dest))
+    job = make_job(files_job_body(slow_tree, dest))
     proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
     wait_for_step(job, "source:")
     proc.send_signal(getattr(signal, sig))
@@ -288,13 +288,14 @@ def test_sigterm_during_before_hook_runs_after_hook(tmp_path, make_job, app_tree
     assert run["outcome"] == "interrupted" and run["step"] == "hook:before"
 
 
-def test_kill_9_is_seen_as_died_by_the_next_run(tmp_path, make_job, big_tree):
+def test_kill_9_is_seen_as_died_by_the_next_run(tmp_path, make_job, slow_tree):
     dest = tmp_path / "backups"
-    job = make_job(files_job_body(big_tree, dest))
+    job = make_job(files_job_body(slow_tree, dest))
     proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL)
     killed = wait_for_step(job, "source:")
     proc.kill()
     proc.wait()
+    (slow_tree / "huge.sparse").unlink()  # the next run need not take long
     assert not committed(dest)
     assert vigil_json("list", config=job) == []
     vigil("run", config=job, check=0)

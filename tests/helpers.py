@@ -11,7 +11,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 VIGIL = shutil.which("vigil", path=str(Path(sys.executable).parent)) or shutil.which("vigil")
 
@@ -81,6 +83,32 @@ def wait_for_step(job: Path, prefix: str, timeout: float = 30) -> dict:
                 return rows[0]
         time.sleep(0.05)
     raise AssertionError(f"run never reached step {prefix}")
+
+
+_APPENDER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+while True:
+    os.write(fd, b"more\\n")
+"""
+
+
+@contextmanager
+def appending(path: Path) -> Iterator[None]:
+    """Another process appends to `path` without pause for the duration of the block.
+
+    A process of its own: a thread of the test process can be starved for the
+    few milliseconds a read takes, and then a read sees no change. The block
+    starts only once the file has grown."""
+    size = path.stat().st_size
+    proc = subprocess.Popen([sys.executable, "-c", _APPENDER, str(path)])
+    try:
+        while path.stat().st_size == size:
+            time.sleep(0.01)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def tree_listing(root: Path) -> dict[str, tuple]:

@@ -6,15 +6,13 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import zstandard
 
-from helpers import committed, files_job_body, tree_listing, vigil, vigil_json
+from helpers import appending, committed, files_job_body, tree_listing, vigil, vigil_json
 
 BACKUP_ID = "20260101T000000Z-abcdef"
 
@@ -250,19 +248,9 @@ def test_large_file_changing_during_backup_restores_its_last_copy(tmp_path, make
     growing = app_tree / "storage/logs/big.log"
     size = 20 << 20
     growing.write_bytes(b"y" * size)
-    appender = subprocess.Popen([sys.executable, "-c", (
-        "import os\n"
-        f"fd = os.open({str(growing)!r}, os.O_WRONLY | os.O_APPEND)\n"
-        "while True:\n"
-        "    os.write(fd, b'more\\n')\n")])
     job = make_job(files_job_body(app_tree, tmp_path / "backups"))
-    try:
-        while growing.stat().st_size == size:
-            time.sleep(0.01)
+    with appending(growing):
         proc = vigil("run", config=job, check=0)
-    finally:
-        appender.kill()
-        appender.wait()
     assert "storage/logs/big.log" in proc.stderr and "changed while being read" in proc.stderr
     [backup] = committed(tmp_path / "backups")
     with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().stream_reader(

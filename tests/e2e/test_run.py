@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helpers import VIGIL, tree_listing, committed, files_job_body, vigil, vigil_json, wait_for_step
+from helpers import VIGIL, appending, committed, files_job_body, tree_listing, vigil, vigil_json, wait_for_step
 
 
 def extract_with_tar(archive: Path, into: Path, tar: str = "tar") -> None:
@@ -162,22 +161,10 @@ def test_file_appended_during_run_is_a_warning_not_a_failure(tmp_path, make_job,
     growing = app_tree / "storage/logs/worker.log"
     size = 15 << 20  # read whole (under 16 MiB), and slow enough that every read sees appends
     growing.write_bytes(b"x" * size)
-    # A process of its own, appending without pause: a thread of the test
-    # process can be starved for the few milliseconds a read takes.
-    appender = subprocess.Popen([sys.executable, "-c", (
-        "import os, sys\n"
-        f"fd = os.open({str(growing)!r}, os.O_WRONLY | os.O_APPEND)\n"
-        "while True:\n"
-        "    os.write(fd, b'line\\n')\n")])
     dest = tmp_path / "backups"
     job = make_job(files_job_body(app_tree, dest))
-    try:
-        while growing.stat().st_size == size:  # appending before the run starts
-            time.sleep(0.01)
+    with appending(growing):
         proc = vigil("run", config=job, check=0)
-    finally:
-        appender.kill()
-        appender.wait()
     assert "storage/logs/worker.log" in proc.stderr
     [backup] = committed(dest)
     manifest = json.loads((backup / "manifest.json").read_text())
@@ -192,22 +179,10 @@ def test_file_appended_during_run_is_a_warning_not_a_failure(tmp_path, make_job,
 def test_volatile_files_are_stored_without_warning(tmp_path, make_job, app_tree):
     growing = app_tree / "storage/logs/live.log"
     growing.write_bytes(b"x" * (1 << 20))
-    stop = threading.Event()
-
-    def appender() -> None:
-        with open(growing, "ab", buffering=0) as fh:
-            while not stop.is_set():
-                fh.write(b"line\n")
-
-    t = threading.Thread(target=appender)
-    t.start()
     dest = tmp_path / "backups"
     job = make_job(files_job_body(app_tree, dest, 'volatile = ["storage/logs/*.log"]'))
-    try:
+    with appending(growing):
         vigil("run", config=job, check=0)
-    finally:
-        stop.set()
-        t.join()
     [backup] = committed(dest)
     assert json.loads((backup / "manifest.json").read_text())["warnings"] == []
     extract_with_tar(backup / "files-app.tar.zst", tmp_path / "out")

@@ -205,22 +205,30 @@ class _Extractor:
         if fd is not None:
             self._fds.move_to_end(key)
             return fd
-        parent = self._dir(key[:-1], create)
-        try:
-            fd = os.open(key[-1], _DIR_FLAGS, dir_fd=parent)
-        except FileNotFoundError:
-            if not create:
-                raise
-            os.mkdir(key[-1], 0o700, dir_fd=parent)
-            fd = os.open(key[-1], _DIR_FLAGS, dir_fd=parent)
-        except OSError as exc:
-            raise BackupError(f"refusing to write below {'/'.join(key)}: not a directory (a symlink?): "
-                              f"{exc.strerror}") from None
-        self._fds[key] = fd
-        while len(self._fds) > 128:  # keep the root, close the least recently used
-            old_key, old_fd = next((k, v) for k, v in self._fds.items() if k)
-            del self._fds[old_key]
-            os.close(old_fd)
+        # Down from the deepest directory already open (the root always is), one
+        # component at a time: a loop, since trees can be deeper than Python's
+        # recursion limit.
+        depth = len(key) - 1
+        while depth and key[:depth] not in self._fds:
+            depth -= 1
+        fd = self._fds[key[:depth]]
+        for depth in range(depth, len(key)):
+            name = key[depth]
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(name, 0o700, dir_fd=fd)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise BackupError(f"refusing to write below {'/'.join(key[:depth + 1])}: not a directory "
+                                  f"(a symlink?): {exc.strerror}") from None
+            self._fds[key[:depth + 1]] = fd
+            # Keep the root and the newest; close the least recently used.
+            while len(self._fds) > 128:
+                old_key = next(k for k in self._fds if k)
+                os.close(self._fds.pop(old_key))
         return fd
 
     def _clear(self, parent: int, name: str) -> None:

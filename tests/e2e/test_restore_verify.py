@@ -291,3 +291,22 @@ def test_names_that_are_not_utf8_round_trip(tmp_path, make_job):
     with open(os.path.join(os.fsencode(target), b"d\xff", b"x"), "rb") as fh:
         assert fh.read() == b"inside"
     assert os.readlink(os.path.join(os.fsencode(target), b"link\xe9")) == b"caf\xe9.txt"
+
+
+def test_tree_deeper_than_the_recursion_limit(tmp_path, make_job):
+    # 1200 nested directories: nothing in the walk, verify or restore may recurse per level.
+    src = tmp_path / "www"
+    src.mkdir()
+    deep = str(src)
+    for _ in range(1200):  # os.makedirs and pathlib recurse per level themselves
+        deep += "/d"
+        os.mkdir(deep)
+    with open(deep + "/leaf.txt", "w") as fh:
+        fh.write("at the bottom")
+    job = make_job(files_job_body(src, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    vigil("verify", "app", "latest", "--deep", config=job, check=0)
+    target = tmp_path / "restored"
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    with open(str(target) + "/d" * 1200 + "/leaf.txt") as fh:
+        assert fh.read() == "at the bottom"

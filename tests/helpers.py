@@ -111,6 +111,23 @@ def appending(path: Path) -> Iterator[None]:
         proc.wait()
 
 
+def remove_deep_tree(top: Path) -> None:
+    """Remove a tree of any depth without recursion. pytest's own clean-up of old
+    temporary directories (shutil.rmtree) recurses per level and would fail on it."""
+    dirs, stack = [], [str(top)]
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        with os.scandir(d) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for d in reversed(dirs):
+        os.rmdir(d)
+
+
 def tree_listing(root: Path) -> dict[str, tuple]:
     """Everything a restore must reproduce: type, bytes, mode, mtime, link target."""
     out = {}

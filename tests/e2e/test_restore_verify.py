@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zstandard
 
-from helpers import appending, committed, files_job_body, tree_listing, vigil, vigil_json
+from helpers import appending, committed, files_job_body, remove_deep_tree, tree_listing, vigil, vigil_json
 
 BACKUP_ID = "20260101T000000Z-abcdef"
 
@@ -304,9 +304,14 @@ def test_tree_deeper_than_the_recursion_limit(tmp_path, make_job):
     with open(deep + "/leaf.txt", "w") as fh:
         fh.write("at the bottom")
     job = make_job(files_job_body(src, tmp_path / "backups"))
-    vigil("run", config=job, check=0)
-    vigil("verify", "app", "latest", "--deep", config=job, check=0)
     target = tmp_path / "restored"
-    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
-    with open(str(target) + "/d" * 1200 + "/leaf.txt") as fh:
-        assert fh.read() == "at the bottom"
+    try:
+        vigil("run", config=job, check=0)
+        vigil("verify", "app", "latest", "--deep", config=job, check=0)
+        vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+        with open(str(target) + "/d" * 1200 + "/leaf.txt") as fh:
+            assert fh.read() == "at the bottom"
+    finally:
+        for tree in (src, target):
+            if tree.exists():
+                remove_deep_tree(tree)

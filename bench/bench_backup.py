@@ -54,8 +54,10 @@ def files_job(work: Path, data: Path) -> Path:
     return job
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def tree_bench(description: str | None) -> tuple[argparse.Namespace, Path, Path]:
+    """What the files benchmarks share: arguments, the dataset (generated when
+    missing), vigil byte-compiled, a work directory and a job backing the tree up."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=HERE / "data" / "tree")
     ap.add_argument("--scale", default="full")
     ap.add_argument("--repeat", type=int, default=5)
@@ -66,7 +68,11 @@ def main() -> None:
         generate(args.data, args.scale)
     precompile()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-", dir=args.data.parent))
-    job = files_job(work, args.data)
+    return args, work, files_job(work, args.data)
+
+
+def main() -> None:
+    args, work, job = tree_bench(__doc__)
     # Warm the page cache once so that no contender pays for the first read.
     subprocess.run(f"tar -cf - -C {args.data} . > /dev/null", shell=True, check=True)
     times: dict[str, list[float]] = {"tar -czf": [], "tar | zstd -T0 -3": [], "vigil run": []}

@@ -12,32 +12,19 @@ ratios and peak RSS.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_backup import files_job, precompile, timed  # noqa: E402
-from gen_dataset import generate  # noqa: E402
+from bench_backup import tree_bench, timed  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=HERE / "data" / "tree")
-    ap.add_argument("--scale", default="full")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--vigil", default=shutil.which("vigil") or "vigil")
-    args = ap.parse_args()
-    precompile()
-    if not args.data.exists():
-        generate(args.data, args.scale)
-    work = Path(tempfile.mkdtemp(prefix="vigil-bench-", dir=args.data.parent))
-    job = files_job(work, args.data)
+    args, work, job = tree_bench(__doc__)
     subprocess.run([args.vigil, "-q", "--config", str(job), "run"], check=True)
     [archive] = (work / "dest" / "bench").glob("*/files-app.tar.zst")
     hasher = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -117,13 +118,13 @@ class Writer:
         self.target.abort()
 
 
+@dataclass
 class Header:
     """The parsed text header of an age file, and its bytes as read."""
 
-    def __init__(self, raw: bytes, stanzas: list[tuple[list[bytes], bytes]], mac: bytes) -> None:
-        self.raw = raw
-        self.stanzas = stanzas
-        self.mac = mac
+    raw: bytes
+    stanzas: list[tuple[list[bytes], bytes]]
+    mac: bytes
 
     @property
     def is_scrypt(self) -> bool:

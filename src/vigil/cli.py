@@ -26,7 +26,6 @@ from vigil.run import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Run, RunResul
 from vigil.timeutil import format_duration, iso
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 75
-NAGIOS_UNKNOWN = 3  # health speaks the Nagios convention
 # One table maps outcomes to exit codes; with several jobs the worst wins.
 OUTCOME_EXIT = {SUCCESS: EXIT_OK, SKIPPED: EXIT_SKIPPED, FAILED: EXIT_FAILED, INTERRUPTED: EXIT_FAILED,
                 DIED: EXIT_FAILED}
@@ -558,7 +557,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"vigil: error: {exc.format_message()}{_help_hint(exc)}", file=sys.stderr)  # type: ignore[attr-defined]
             # A monitoring system reads health's exit code: 2 would be CRITICAL.
             ctx = getattr(exc, "ctx", None)
-            sys.exit(NAGIOS_UNKNOWN if ctx is not None and ctx.info_name == "health" else EXIT_USAGE)
+            if ctx is not None and ctx.info_name == "health":
+                from vigil.health import EXIT, UNKNOWN
+
+                sys.exit(EXIT[UNKNOWN])
+            sys.exit(EXIT_USAGE)
         log.debug("internal error", exc_info=True)
         print(f"vigil: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", file=sys.stderr)
         code = EXIT_FAILED

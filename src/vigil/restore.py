@@ -68,13 +68,13 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
     start = time.monotonic()
     art = main[0]
 
-    keys = decryptor(job)
-    reader = ArtifactReader(dest, manifest, art, keys)
+    decrypt = decryptor(job)
+    reader = ArtifactReader(dest, manifest, art, decrypt)
     if art.type == "files":
         if to_dir is None:
             raise ConfigError(f"source {source} is a files source: restore it with --to DIR")
         index = next((a for a in arts if a.type == "index"), None)
-        cursor = IndexCursor(iter_index(ArtifactReader(dest, manifest, index, keys))) if index else None
+        cursor = IndexCursor(iter_index(ArtifactReader(dest, manifest, index, decrypt))) if index else None
         try:
             _Extractor(to_dir, force, include, cursor, summary, log).extract(reader)
             if cursor is not None:

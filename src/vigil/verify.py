@@ -91,10 +91,11 @@ class IndexCursor:
     def seek(self, path: str) -> tuple[dict[str, Any] | None, list[str]]:
         """The entry for `path` (None when the index has none; the same entry again
         for a later copy of the path), and the paths passed over without a member."""
-        key = _walk_key(path)
         passed: list[str] = []
-        while self._next is not None and _walk_key(self._next["path"]) < key:
-            self._advance(passed)
+        if self._next is not None and self._next["path"] != path:  # usually it is: no keys to build
+            key = _walk_key(path)
+            while self._next is not None and _walk_key(self._next["path"]) < key:
+                self._advance(passed)
         if self._next is not None and self._next["path"] == path:
             self._found = True
             return self._next, passed
@@ -147,13 +148,13 @@ class Verifier:
                 raise ConfigError(f"job {self.job.name}: no complete backup {backup_id!r} on any destination")
             return Report(problems=[f"job {self.job.name}: no complete backup on any destination"])
         report = Report()
-        keys = decryptor(self.job)
+        decrypt = decryptor(self.job)
         for dest, manifest in found:
             files_sources = {a.source for a in manifest.artifacts if a.type == "files"}
             index_of: dict[str, ArtifactReader] = {
-                a.source: ArtifactReader(dest, manifest, a, keys) for a in manifest.artifacts if a.type == "index"}
+                a.source: ArtifactReader(dest, manifest, a, decrypt) for a in manifest.artifacts if a.type == "index"}
             for art in manifest.artifacts:
-                reader = ArtifactReader(dest, manifest, art, keys)
+                reader = ArtifactReader(dest, manifest, art, decrypt)
                 try:
                     if not deep:
                         reader.check()
@@ -171,7 +172,7 @@ class Verifier:
             for art in manifest.artifacts:
                 if art.type in DB_TYPES:
                     try:
-                        self._restore_test(ArtifactReader(dest, manifest, art, keys))
+                        self._restore_test(ArtifactReader(dest, manifest, art, decrypt))
                         report.checked.append(f"{dest.name}:{manifest.id}/{art.name} (restore test)")
                     except BackupError as exc:
                         report.problems.append(str(exc))

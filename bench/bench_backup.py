@@ -32,6 +32,12 @@ def precompile() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "src")], check=False)
 
 
+def default_vigil() -> str:
+    """The `vigil` next to the interpreter running the bench (the venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "vigil"
+    return str(beside) if beside.exists() else shutil.which("vigil") or "vigil"
+
+
 def timed(cmd: list[str] | str, *, shell: bool = False) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one command and its children."""
     start = time.perf_counter()
@@ -61,7 +67,7 @@ def tree_bench(description: str | None) -> tuple[argparse.Namespace, Path, Path]
     ap.add_argument("--data", type=Path, default=HERE / "data" / "tree")
     ap.add_argument("--scale", default="full")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--vigil", default=shutil.which("vigil") or "vigil")
+    ap.add_argument("--vigil", default=default_vigil())
     args = ap.parse_args()
     if not args.data.exists():
         print(f"generating dataset in {args.data} ...", file=sys.stderr)

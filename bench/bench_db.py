@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_backup import precompile, timed  # noqa: E402
+from bench_backup import default_vigil, precompile, timed  # noqa: E402
 from dbservers import MY_PASSWORD, PG_PASSWORD, _pg_bin, start_mariadb, start_postgres  # noqa: E402
 
 PG_FILL = """
@@ -73,7 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--vigil", default=shutil.which("vigil") or "vigil")
+    ap.add_argument("--vigil", default=default_vigil())
     args = ap.parse_args()
     precompile()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-db-"))

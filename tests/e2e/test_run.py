@@ -348,3 +348,42 @@ def test_bad_encryption_key_is_refused_not_ignored(tmp_path, make_job, app_tree)
     assert not committed(dest, job="bad")
     [run] = vigil_json("runs", config=bad)
     assert run["step"] == "preflight"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 30 MiB file system: writes beyond it fail with ENOSPC."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_full_disk_fails_cleanly_and_keeps_the_last_backup(tmp_path, make_job, app_tree, small_disk):
+    dest = small_disk / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    (app_tree / "upload.bin").write_bytes(os.urandom(10 << 20))  # incompressible
+    vigil("run", config=job, check=0)
+    [first] = committed(dest)
+
+    # The source grows past what the disk can hold: the write hits ENOSPC.
+    (app_tree / "upload2.bin").write_bytes(os.urandom(16 << 20))
+    proc = vigil("run", config=job, check=1)
+    assert "Traceback" not in proc.stderr
+    assert "No space left on device" in proc.stderr.splitlines()[-1] and str(dest) in proc.stderr.splitlines()[-1]
+    assert committed(dest) == [first] and sorted(p.name for p in (dest / "app").iterdir()) == [first.name]
+    runs = vigil_json("runs", config=job)
+    assert (runs[0]["outcome"], runs[0]["step"]) == ("failed", "destination:local")
+    assert "No space left on device" in runs[0]["error"]
+    vigil("verify", "app", "latest", "--deep", config=job, check=0)  # the earlier backup is untouched
+
+    # Less room than the last backup needs (its size + 20%): refused before writing.
+    (small_disk / "filler").write_bytes(bytes(10 << 20))
+    proc = vigil("run", config=job, check=1)
+    assert "Traceback" not in proc.stderr
+    assert "not enough free space" in proc.stderr.splitlines()[-1]
+    assert sorted(p.name for p in (dest / "app").iterdir()) == [first.name]

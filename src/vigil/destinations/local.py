@@ -34,17 +34,27 @@ class _FileSink:
         self.path = path
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
+    def _named(self, exc: OSError) -> OSError:
+        # os.write and fsync errors carry no file name; "No space left on device"
+        # should say on which disk.
+        return OSError(exc.errno, exc.strerror, str(self.path)) if exc.filename is None else exc
+
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)  # type: ignore[arg-type]
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)  # type: ignore[arg-type]
+                view = view[n:]
+        except OSError as exc:
+            raise self._named(exc) from None
 
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             try:
                 os.fsync(fd)
+            except OSError as exc:
+                raise self._named(exc) from None
             finally:
                 os.close(fd)
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -261,6 +262,28 @@ def test_sigterm_during_before_hook_runs_after_hook(tmp_path, make_job, app_tree
     assert marker.exists()
     [run] = vigil_json("runs", config=job)
     assert run["outcome"] == "interrupted" and run["step"] == "hook:before"
+
+
+def test_signal_after_commit_keeps_the_backup_and_says_so(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    notified = tmp_path / "notified"
+    job = make_job(files_job_body(app_tree, dest)
+                   + '[hooks]\nbefore = [["true"]]\nafter = [["sleep", "30"]]\n'
+                   + f'[[notify]]\ntype = "command"\nargv = ["sh", "-c", "env > {notified}"]\n')
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    running = wait_for_step(job, "hook:after")
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 1
+    [backup] = committed(dest)  # the committed backup stays listed
+    assert backup.name == running["run_id"]
+    [row] = vigil_json("list", config=job)
+    assert row["id"] == running["run_id"]
+    [run] = vigil_json("runs", config=job)
+    assert (run["outcome"], run["step"]) == ("interrupted", "hook:after")
+    env = dict(line.split("=", 1) for line in notified.read_text().splitlines() if line.startswith("VIGIL_"))
+    assert env["VIGIL_EVENT"] == "failure" and env["VIGIL_STEP"] == "hook:after"
+    assert "SIGHUP" in env["VIGIL_ERROR"] and f"backup {running['run_id']} was committed" in env["VIGIL_ERROR"]
 
 
 def test_kill_9_is_seen_as_died_by_the_next_run(tmp_path, make_job, slow_tree):

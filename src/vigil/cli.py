@@ -22,6 +22,7 @@ from vigil.config import Job, load_config, select_jobs
 from vigil.errors import ConfigError, Interrupted, VigilError
 from vigil.journal import Journal
 from vigil.logs import setup_logging
+from vigil.progress import meter
 from vigil.run import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Run, RunResult
 from vigil.timeutil import format_duration, iso
 
@@ -40,6 +41,7 @@ class LogFormat(str, Enum):
 @dataclass
 class State:
     config: Optional[str] = None
+    progress: bool = False  # bars on stderr: a terminal, text logs, not --quiet
 
     def jobs(self, names: list[str] | None = None, flush: bool = True) -> list[Job]:
         jobs = select_jobs(load_config(self.config), names)
@@ -80,7 +82,7 @@ def _global(
                                           help="Print the version and exit")] = False,
 ) -> None:
     setup_logging(log_format.value, logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    ctx.obj = State(config=config)
+    ctx.obj = State(config=config, progress=sys.stderr.isatty() and log_format == LogFormat.text and not quiet)
 
 
 def _state(ctx: typer.Context) -> State:
@@ -120,7 +122,8 @@ def run(ctx: typer.Context, jobs: Annotated[Optional[list[str]], typer.Argument(
     notifier = RunNotifier(log)
     results: list[RunResult] = []
     for job in selected:
-        result = Run(job, log=log, notifier=notifier).execute()
+        with meter(_state(ctx).progress) as m:
+            result = Run(job, log=log, notifier=notifier, meter=m).execute()
         results.append(result)
         _report(result)
         if result.outcome == INTERRUPTED:
@@ -300,7 +303,8 @@ def verify(
         if every:
             ids = sorted({m.id for d in j.destination for m in make_destination(d).list(j.name)}, reverse=True)
         for one in ids:
-            report = Verifier(j, log).verify(one, deep, restore_test)
+            with meter(_state(ctx).progress) as m:
+                report = Verifier(j, log, m).verify(one, deep, restore_test)
             for line in report.checked:
                 print(f"OK       {line}")
             for line in report.problems:
@@ -331,8 +335,9 @@ def restore(
     from vigil.restore import restore as do_restore
 
     [j] = _state(ctx).jobs([job])
-    summary = do_restore(j, backup_id, source, to_dir=to, to_database=to_database, to_file=to_file,
-                         include=include or [], force=force, log=log)
+    with meter(_state(ctx).progress) as m:
+        summary = do_restore(j, backup_id, source, to_dir=to, to_database=to_database, to_file=to_file,
+                             include=include or [], force=force, log=log, meter=m)
     if as_json:
         _print_json(summary.to_json())
     else:

@@ -17,12 +17,25 @@ class _JsonFormatter(logging.Formatter):
         }, ensure_ascii=False)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes: a progress display
+    redirects it while its bars are up, so log lines land above them."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(fmt: str, level: int) -> None:
     logger = logging.getLogger("vigil")
     logger.setLevel(logging.DEBUG)  # handlers filter; the run log wants everything
     for h in list(logger.handlers):
         logger.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setLevel(level)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("vigil: %(message)s"))
     logger.addHandler(handler)

@@ -18,6 +18,7 @@ import zstandard
 from vigil.destinations import Destination
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact, Manifest
+from vigil.progress import NO_PROGRESS, Meter
 
 READ = 1 << 20
 
@@ -111,11 +112,12 @@ class _Prefetch:
 
 class ArtifactReader:
     def __init__(self, dest: Destination, manifest: Manifest, art: Artifact,
-                 decrypt: Callable[[Any, str], Any] | None = None) -> None:
+                 decrypt: Callable[[Any, str], Any] | None = None, meter: Meter = NO_PROGRESS) -> None:
         self.dest = dest
         self.manifest = manifest
         self.art = art
         self.decrypt = decrypt  # (stored stream, where) -> plaintext; keys are read only when used
+        self.meter = meter
 
     @property
     def where(self) -> str:
@@ -131,7 +133,8 @@ class ArtifactReader:
         """Size and SHA-256 against the manifest, in constant memory."""
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
-            h.drain()
+            with self.meter.track(self.art.name, self.art.size, lambda: h.size):
+                h.drain()
         self._check(h)
 
     @contextmanager
@@ -143,26 +146,27 @@ class ArtifactReader:
             raise ConfigError(f"{self.where}: encrypted; a key is needed to read it")
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
-            plain: Any = self.decrypt(h, self.where) if self.art.encrypted and self.decrypt else h
-            pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(plain, read_across_frames=True))
-            try:
+            with self.meter.track(self.art.name, self.art.size, lambda: h.size):
+                plain: Any = self.decrypt(h, self.where) if self.art.encrypted and self.decrypt else h
+                pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(plain, read_across_frames=True))
                 try:
-                    yield pre
-                    pre.drain()
-                finally:
-                    pre.stop()  # the workers are gone before anyone else touches h
-                    if plain is not h:
-                        plain.close()
-            except zstandard.ZstdError as exc:
-                h.drain()
-                self._check(h)  # a damaged artifact: say so as a checksum error
-                raise BackupError(f"{self.where}: cannot decompress: {exc}") from None
-            except BackupError as exc:
-                if not isinstance(exc, ChecksumError):
+                    try:
+                        yield pre
+                        pre.drain()
+                    finally:
+                        pre.stop()  # the workers are gone before anyone else touches h
+                        if plain is not h:
+                            plain.close()
+                except zstandard.ZstdError as exc:
                     h.drain()
-                    self._check(h)  # the root cause first: was the stored artifact damaged?
-                raise
-            h.drain()
+                    self._check(h)  # a damaged artifact: say so as a checksum error
+                    raise BackupError(f"{self.where}: cannot decompress: {exc}") from None
+                except BackupError as exc:
+                    if not isinstance(exc, ChecksumError):
+                        h.drain()
+                        self._check(h)  # the root cause first: was the stored artifact damaged?
+                    raise
+                h.drain()
         self._check(h)
 
     def plain(self) -> Iterator[bytes]:

@@ -26,6 +26,7 @@ from vigil.crypto import decryptor
 from vigil.destinations import make_destination
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
+from vigil.progress import NO_PROGRESS, Meter
 from vigil.reading import ArtifactReader, find_backup
 from vigil.sources.files import compile_patterns
 from vigil.tarreader import Member, TarFormatError, TarStream
@@ -51,7 +52,8 @@ class Summary:
 
 
 def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_database: str | None,
-            to_file: Path | None, include: list[str], force: bool, log: logging.Logger) -> Summary:
+            to_file: Path | None, include: list[str], force: bool, log: logging.Logger,
+            meter: Meter = NO_PROGRESS) -> Summary:
     targets = [t for t in (to_dir, to_database, to_file) if t is not None]
     if len(targets) != 1:
         raise ConfigError("give exactly one of --to DIR, --to-database NAME, --to-file FILE")
@@ -69,7 +71,7 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
     art = main[0]
 
     decrypt = decryptor(job)
-    reader = ArtifactReader(dest, manifest, art, decrypt)
+    reader = ArtifactReader(dest, manifest, art, decrypt, meter)
     if art.type == "files":
         if to_dir is None:
             raise ConfigError(f"source {source} is a files source: restore it with --to DIR")

@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -29,6 +29,7 @@ from vigil.journal import Journal, RunRow
 from vigil.lock import JobLock, LockHeld, S3Lease
 from vigil.manifest import Artifact, Manifest, new_backup_id
 from vigil.monitor import write_textfile
+from vigil.progress import NO_PROGRESS, Meter
 from vigil.prune import dead_runs, prune_job
 from vigil.sources import Source, SourceContext, make_source
 from vigil.crypto import SUFFIX
@@ -84,9 +85,10 @@ class BackupSet:
     """
 
     def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger, encrypted: set[str] = frozenset(),
-                 encryptor: Callable[[Any], Any] | None = None) -> None:
+                 encryptor: Callable[[Any], Any] | None = None, meter: Meter = NO_PROGRESS) -> None:
         self.writers = writers
         self.log = log
+        self.meter = meter
         self.failed: dict[str, str] = {}
         # Destinations that receive age-encrypted artifacts form one group,
         # the others another; each group gets its own artifact list and manifest.
@@ -134,7 +136,10 @@ class BackupSet:
             targets.append(self.encryptor(fans[True]))
         stream = ArtifactStream(targets[0] if len(targets) == 1 else Tee(targets), threads=threads)
         try:
-            yield stream
+            # An index is written alongside its archive: the archive's bar says enough.
+            with self.meter.track(f"{self.source} → {name}", None, lambda: stream.raw_bytes) \
+                    if type_ != "index" else nullcontext():
+                yield stream
             stream.close()
         except BaseException:
             stream.abort()
@@ -156,9 +161,10 @@ class BackupSet:
             for art in self.artifacts[self.group(dest)]:
                 sha, size = hashlib.sha256(), 0
                 try:
-                    for chunk in writer.read_back(art.name):
-                        sha.update(chunk)
-                        size += len(chunk)
+                    with self.meter.track(f"read back {dest}:{art.name}", art.size, lambda: size):
+                        for chunk in writer.read_back(art.name):
+                            sha.update(chunk)
+                            size += len(chunk)
                 except OSError as exc:
                     self.fail(dest, exc)
                     break
@@ -175,10 +181,11 @@ class BackupSet:
 
 class Run:
     def __init__(self, job: Job, *, log: logging.Logger, notifier: Notifier | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, meter: Meter = NO_PROGRESS) -> None:
         self.job = job
         self.log = log
         self.notifier = notifier
+        self.meter = meter
         self.clock = clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -432,7 +439,7 @@ class Run:
                  unusable: dict[str, str], encryptor: Callable[[Any], Any] | None) -> None:
         writers: dict[str, BackupWriter] = {}
         encrypted = {d.name for d in self.job.destination if encryptor is not None and d.encrypt}
-        self._backup_set = backup_set = BackupSet(writers, self.log, encrypted, encryptor)
+        self._backup_set = backup_set = BackupSet(writers, self.log, encrypted, encryptor, self.meter)
         backup_set.failed.update(unusable)
         for dest in destinations:
             self._enter(f"destination:{dest.name}")

@@ -26,6 +26,7 @@ from vigil.crypto import decryptor
 from vigil.destinations import make_destination
 from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
+from vigil.progress import NO_PROGRESS, Meter
 from vigil.reading import ArtifactReader, find_backup
 from vigil.sources.sqlite import table_row_counts
 from vigil.tarreader import TarFormatError, TarStream
@@ -135,9 +136,10 @@ def sqlite_copy(reader: ArtifactReader, tmp_dir: Path) -> Iterator[str]:
 
 
 class Verifier:
-    def __init__(self, job: Job, log: logging.Logger) -> None:
+    def __init__(self, job: Job, log: logging.Logger, meter: Meter = NO_PROGRESS) -> None:
         self.job = job
         self.log = log
+        self.meter = meter
         self.tmp_dir = job.state_dir / "tmp"
 
     def verify(self, backup_id: str, deep: bool, restore_test: bool) -> Report:
@@ -152,9 +154,9 @@ class Verifier:
         for dest, manifest in found:
             files_sources = {a.source for a in manifest.artifacts if a.type == "files"}
             index_of: dict[str, ArtifactReader] = {
-                a.source: ArtifactReader(dest, manifest, a, decrypt) for a in manifest.artifacts if a.type == "index"}
+                a.source: ArtifactReader(dest, manifest, a, decrypt, self.meter) for a in manifest.artifacts if a.type == "index"}
             for art in manifest.artifacts:
-                reader = ArtifactReader(dest, manifest, art, decrypt)
+                reader = ArtifactReader(dest, manifest, art, decrypt, self.meter)
                 try:
                     if not deep:
                         reader.check()
@@ -172,7 +174,7 @@ class Verifier:
             for art in manifest.artifacts:
                 if art.type in DB_TYPES:
                     try:
-                        self._restore_test(ArtifactReader(dest, manifest, art, decrypt))
+                        self._restore_test(ArtifactReader(dest, manifest, art, decrypt, self.meter))
                         report.checked.append(f"{dest.name}:{manifest.id}/{art.name} (restore test)")
                     except BackupError as exc:
                         report.problems.append(str(exc))

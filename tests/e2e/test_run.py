@@ -410,3 +410,42 @@ def test_full_disk_fails_cleanly_and_keeps_the_last_backup(tmp_path, make_job, a
     assert "Traceback" not in proc.stderr
     assert "not enough free space" in proc.stderr.splitlines()[-1]
     assert sorted(p.name for p in (dest / "app").iterdir()) == [first.name]
+
+
+def _on_a_terminal(*args: str, config: Path) -> tuple[int, str]:
+    """Run vigil with stderr on a pseudo-terminal; its exit code and what the terminal showed."""
+    import pty
+
+    main, tty = pty.openpty()
+    proc = subprocess.Popen([VIGIL, "--config", str(config), *args], stdout=subprocess.DEVNULL, stderr=tty)
+    os.close(tty)
+    shown = bytearray()
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    return proc.wait(timeout=120), shown.decode(errors="replace")
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path, make_job, app_tree):
+    # Big enough that the bars are drawn at least once (they poll 5 times a second).
+    (app_tree / "upload.bin").write_bytes(os.urandom(8 << 20) * 24)
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    code, shown = _on_a_terminal("run", config=job)
+    assert code == 0
+    assert "app → files-app.tar.zst" in shown and "MB" in shown
+    assert "backup" in shown and "complete" in shown  # log lines still reach the terminal
+
+    plain = vigil("run", config=job, check=0)  # stderr is a pipe: log lines only
+    assert "\x1b[" not in plain.stderr and "→" not in plain.stderr
+
+    code, shown = _on_a_terminal("restore", "app", "latest", "--source", "app", "--to", str(tmp_path / "r"),
+                                 config=job)
+    assert code == 0 and "files-app.tar.zst" in shown and "/ " in shown  # a bar with its total
+    assert (tmp_path / "r/upload.bin").stat().st_size == 192 << 20

@@ -239,3 +239,37 @@ def test_wrong_credentials_fail_naming_the_destination(tmp_path, make_job, app_t
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.fixture
+def flaky_s3(s3_server):
+    from servers import FlakyFront
+
+    front = FlakyFront(s3_server)
+    front.start()
+    yield front
+    front.stop()
+
+
+def test_503_from_the_store_is_retried_then_fails_at_the_destination(tmp_path, make_job, app_tree, s3_bucket,
+                                                                     flaky_s3):
+    s3, bucket = s3_bucket
+    retry = '[retry]\nattempts = 3\ndelay = "1s"\n'
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n'
+                   + s3_dest(flaky_s3.url, bucket) + retry)
+    flaky_s3.failures = 2  # two refusals, then the store answers: within 3 attempts
+    started = time.monotonic()
+    proc = vigil("run", config=job, check=0)
+    assert len(flaky_s3.refused) == 2 and time.monotonic() - started >= 3  # waited 1 s, then 2 s
+    assert proc.stderr.count("SlowDown") >= 2  # each retry is logged
+    [row] = vigil_json("list", config=job)
+    vigil("verify", "app", row["id"], config=job, check=0)
+
+    flaky_s3.failures = 10**6  # the store stays busy: the run gives up after 3 attempts
+    flaky_s3.refused.clear()
+    proc = vigil("run", config=job, check=1)
+    assert len(flaky_s3.refused) == 3 and "Traceback" not in proc.stderr
+    runs = vigil_json("runs", config=job)
+    assert (runs[0]["outcome"], runs[0]["step"]) == ("failed", "destination:offsite")
+    assert "503" in runs[0]["error"] or "SlowDown" in runs[0]["error"]
+    assert [r["id"] for r in vigil_json("list", config=job)] == [row["id"]]  # nothing half-uploaded is listed

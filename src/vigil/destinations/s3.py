@@ -38,7 +38,8 @@ def _client(cfg: Any) -> Any:
                                   f"destination:{cfg.name}")
             keys[key] = os.environ[env]
     # No retries inside botocore: vigil's one retry mechanism ([retry]) decides, and logs each one.
-    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+    # (botocore counts "max_attempts" as retries after the first call; "total_max_attempts" counts calls.)
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60)
     return boto3.client("s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region, config=config, **keys)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -29,15 +30,41 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _FileSink:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+class _Durable(threading.Thread):
+    """fsync and close a finished artifact on a thread: it overlaps with the
+    read-back of the artifacts (from the page cache either way), and commit
+    waits for it before the manifest is written."""
 
-    def _named(self, exc: OSError) -> OSError:
-        # os.write and fsync errors carry no file name; "No space left on device"
-        # should say on which disk.
-        return OSError(exc.errno, exc.strerror, str(self.path)) if exc.filename is None else exc
+    def __init__(self, fd: int, path: Path) -> None:
+        super().__init__(name="vigil-fsync", daemon=True)
+        self.fd, self.path = fd, path
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            self.error = _named(exc, self.path)
+        finally:
+            os.close(self.fd)
+
+    def wait(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    # os.write and fsync errors carry no file name; "No space left on device"
+    # should say on which disk.
+    return OSError(exc.errno, exc.strerror, str(path)) if exc.filename is None else exc
+
+
+class _FileSink:
+    def __init__(self, path: Path, background: list[_Durable] | None = None) -> None:
+        self.path = path
+        self._background = background  # where close() leaves its fsync; None: fsync before returning
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -46,17 +73,20 @@ class _FileSink:
                 n = os.write(self._fd, view)  # type: ignore[arg-type]
                 view = view[n:]
         except OSError as exc:
-            raise self._named(exc) from None
+            raise _named(exc, self.path) from None
 
     def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise self._named(exc) from None
-            finally:
-                os.close(fd)
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        durable = _Durable(fd, self.path)
+        if self._background is None:
+            durable.run()  # here, on this thread
+            if durable.error is not None:
+                raise durable.error
+        else:
+            durable.start()
+            self._background.append(durable)
 
     def abort(self) -> None:
         if self._fd is not None:
@@ -72,9 +102,10 @@ class _LocalWriter(BackupWriter):
         self.final = job_dir / backup_id
         self.partial = job_dir / f"{PARTIAL}{backup_id}"
         self.partial.mkdir(mode=0o700)
+        self._syncing: list[_Durable] = []
 
     def open(self, name: str) -> _FileSink:
-        return _FileSink(self.partial / name)
+        return _FileSink(self.partial / name, self._syncing)
 
     def read_back(self, name: str) -> Iterator[bytes]:
         with open(self.partial / name, "rb") as fh:
@@ -82,6 +113,8 @@ class _LocalWriter(BackupWriter):
                 yield chunk
 
     def commit(self, manifest: bytes) -> None:
+        for durable in self._syncing:  # every artifact on disk before the manifest says so
+            durable.wait()
         sink = _FileSink(self.partial / MANIFEST)
         sink.write(manifest)
         sink.close()
@@ -90,6 +123,8 @@ class _LocalWriter(BackupWriter):
         _fsync_dir(self.job_dir)
 
     def abort(self) -> None:
+        for durable in self._syncing:
+            durable.join()
         shutil.rmtree(self.partial, ignore_errors=True)
 
 

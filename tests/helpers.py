@@ -51,7 +51,7 @@ def committed(dest: Path, job: str = "app") -> list[Path]:
     return sorted(p for p in d.iterdir() if (p / "manifest.json").exists()) if d.exists() else []
 
 
-def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]') -> str:
+def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]', tls: str = "starttls = true") -> str:
     from servers import SMTP_USER
 
     return textwrap.dedent(f"""
@@ -60,7 +60,7 @@ def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]') -> str
         on = {on}
         smtp_host = "127.0.0.1"
         smtp_port = {smtp.port}
-        starttls = true
+        {tls}
         tls_ca_file = "{smtp.ca_file}"
         username = "{SMTP_USER}"
         password_env = "VIGIL_TEST_SMTP_PASSWORD"

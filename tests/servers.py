@@ -28,6 +28,7 @@ class SmtpServer:
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     envelopes: list[Any] = field(default_factory=list)
     controller: Any = None
+    implicit_tls: bool = False  # TLS from the first byte (SMTPS, port 465) instead of STARTTLS
 
     def start(self, cert_pem: Path, key_pem: Path) -> None:
         import ssl
@@ -50,9 +51,12 @@ class SmtpServer:
 
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert_pem, key_pem)
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=ctx,
-                                     require_starttls=True, authenticator=authenticator,
-                                     auth_require_tls=True)
+        # aiosmtpd's auth_require_tls only recognises STARTTLS; with implicit TLS the
+        # whole connection is encrypted anyway.
+        tls = {"ssl_context": ctx, "auth_require_tls": False} if self.implicit_tls else \
+            {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True}
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticator,
+                                     **tls)
         self.controller.start()
 
     def stop(self) -> None:

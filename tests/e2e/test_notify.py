@@ -117,6 +117,20 @@ def test_success_mail_when_asked(tmp_path, make_job, app_tree, smtp_server):
     assert msg["Subject"].startswith(f"[vigil] OK app@{HOST}: backup {backup.name}")
 
 
+def test_email_over_implicit_tls(tmp_path, make_job, app_tree, tls_cert):
+    from servers import SmtpServer, free_port
+
+    smtps = SmtpServer(port=free_port(), ca_file=tls_cert / "ca.pem", implicit_tls=True)
+    smtps.start(tls_cert / "cert.pem", tls_cert / "key.pem")
+    try:
+        job = make_job(files_job_body(app_tree, tmp_path / "backups")
+                       + email_notify(smtps, on='["success"]', tls="ssl = true"))
+        vigil("run", config=job, check=0)
+        assert only_message(smtps)["Subject"].startswith(f"[vigil] OK app@{HOST}: backup ")
+    finally:
+        smtps.stop()
+
+
 def test_skipped_is_sent_only_to_channels_that_ask(tmp_path, make_job, app_tree, smtp_server, http_recorder):
     job = make_job(files_job_body(app_tree, tmp_path / "backups") + email_notify(smtp_server)
                    + textwrap.dedent(f"""

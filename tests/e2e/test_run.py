@@ -42,6 +42,10 @@ def test_round_trip_with_real_tar_and_zstd(tmp_path, make_job, app_tree):
     (app_tree / "script.sh").chmod(0o750)
     (app_tree / "empty-dir").mkdir()
     os.symlink("/etc/hostname", app_tree / "absolute-link")
+    with open(app_tree / "sparse.img", "wb") as fh:  # holes read as zeros: stored as such
+        fh.truncate(8 << 20)
+        fh.seek(3 << 20)
+        fh.write(b"data between two holes")
 
     dest = tmp_path / "backups"
     job = make_job(files_job_body(app_tree, dest))

@@ -41,7 +41,10 @@ def default_vigil() -> str:
 def timed(cmd: list[str] | str, *, shell: bool = False) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one command and its children."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        sys.exit(f"benchmark command not found: {cmd[0] if isinstance(cmd, list) else cmd} (give --vigil PATH)")
     _, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -79,31 +82,33 @@ def tree_bench(description: str | None) -> tuple[argparse.Namespace, Path, Path]
 
 def main() -> None:
     args, work, job = tree_bench(__doc__)
-    # Warm the page cache once so that no contender pays for the first read.
-    # (Through a pipe: GNU tar writing to /dev/null itself skips reading file contents.)
-    subprocess.run(f"tar -cf - -C {args.data} . | cat > /dev/null", shell=True, check=True)
-    times: dict[str, list[float]] = {"tar -czf": [], "tar | zstd -T0 -3": [], "vigil run": []}
-    rss: list[int] = []
-    for i in range(args.repeat):
-        times["tar -czf"].append(timed(["tar", "-czf", str(work / "out.tar.gz"), "-C", str(args.data), "."])[0])
-        times["tar | zstd -T0 -3"].append(
-            timed(f"tar -cf - -C {args.data} . | zstd -q -T0 -3 > {work}/out.tar.zst", shell=True)[0])
-        shutil.rmtree(work / "dest", ignore_errors=True)
-        took, peak = timed([args.vigil, "-q", "--config", str(job), "run"])
-        times["vigil run"].append(took)
-        rss.append(peak)
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    files = sum(len(f) for _, _, f in os.walk(args.data))
-    size = sum(p.stat().st_size for p in args.data.rglob("*") if p.is_file() and not p.is_symlink())
-    print(f"dataset: {files} files, {size / 1e6:.0f} MB; {args.repeat} rounds, medians:")
-    for k, v in med.items():
-        print(f"  {k:<20} {v:7.2f} s")
-    print(f"  vigil is {med['tar -czf'] / med['vigil run']:.1f}x faster than tar -czf "
-          f"(target >= 6x)")
-    print(f"  vigil / tar|zstd = {med['vigil run'] / med['tar | zstd -T0 -3']:.2f} (target <= 1.6)")
-    print(f"  vigil peak RSS: {max(rss) / 1024:.0f} MiB (target < 250)")
-    shutil.rmtree(work)
+    try:
+        # Warm the page cache once so that no contender pays for the first read.
+        # (Through a pipe: GNU tar writing to /dev/null itself skips reading file contents.)
+        subprocess.run(f"tar -cf - -C {args.data} . | cat > /dev/null", shell=True, check=True)
+        times: dict[str, list[float]] = {"tar -czf": [], "tar | zstd -T0 -3": [], "vigil run": []}
+        rss: list[int] = []
+        for i in range(args.repeat):
+            times["tar -czf"].append(timed(["tar", "-czf", str(work / "out.tar.gz"), "-C", str(args.data), "."])[0])
+            times["tar | zstd -T0 -3"].append(
+                timed(f"tar -cf - -C {args.data} . | zstd -q -T0 -3 > {work}/out.tar.zst", shell=True)[0])
+            shutil.rmtree(work / "dest", ignore_errors=True)
+            took, peak = timed([args.vigil, "-q", "--config", str(job), "run"])
+            times["vigil run"].append(took)
+            rss.append(peak)
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        files = sum(len(f) for _, _, f in os.walk(args.data))
+        size = sum(p.stat().st_size for p in args.data.rglob("*") if p.is_file() and not p.is_symlink())
+        print(f"dataset: {files} files, {size / 1e6:.0f} MB; {args.repeat} rounds, medians:")
+        for k, v in med.items():
+            print(f"  {k:<20} {v:7.2f} s")
+        print(f"  vigil is {med['tar -czf'] / med['vigil run']:.1f}x faster than tar -czf "
+              f"(target >= 6x)")
+        print(f"  vigil / tar|zstd = {med['vigil run'] / med['tar | zstd -T0 -3']:.2f} (target <= 1.6)")
+        print(f"  vigil peak RSS: {max(rss) / 1024:.0f} MiB (target < 250)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # also when a command failed
 
 
 if __name__ == "__main__":

@@ -25,38 +25,40 @@ from bench_backup import tree_bench, timed  # noqa: E402
 
 def main() -> None:
     args, work, job = tree_bench(__doc__)
-    subprocess.run([args.vigil, "-q", "--config", str(job), "run"], check=True)
-    [archive] = (work / "dest" / "bench").glob("*/files-app.tar.zst")
-    hasher = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"
-    times: dict[str, list[float]] = {k: [] for k in ("zstd | tar -x", "vigil restore", "zstd | tar -t + hash",
-                                                     "vigil verify --deep")}
-    rss: dict[str, int] = {"restore": 0, "verify": 0}
-    for i in range(args.repeat):
-        for name in ("a", "b"):
-            shutil.rmtree(work / name, ignore_errors=True)
-        (work / "a").mkdir()
-        subprocess.run(["sync"])  # no writeback of the previous round inside this one
-        times["zstd | tar -x"].append(timed(f"zstd -dc '{archive}' | tar -x -C '{work}/a'", shell=True)[0])
-        subprocess.run(["sync"])
-        t, m = timed([args.vigil, "-q", "--config", str(job), "restore", "bench", "latest", "--source", "app",
-                      "--to", str(work / "b")])
-        times["vigil restore"].append(t)
-        rss["restore"] = max(rss["restore"], m)
-        times["zstd | tar -t + hash"].append(timed(
-            f"zstd -dc '{archive}' | tar -xO | {hasher} > /dev/null", shell=True)[0])
-        t, m = timed([args.vigil, "-q", "--config", str(job), "verify", "bench", "latest", "--deep"])
-        times["vigil verify --deep"].append(t)
-        rss["verify"] = max(rss["verify"], m)
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"archive {archive.stat().st_size / 1e6:.0f} MB; {args.repeat} rounds, medians:")
-    for k, v in med.items():
-        print(f"  {k:<22} {v:7.2f} s")
-    print(f"  restore / (zstd | tar -x)      = {med['vigil restore'] / med['zstd | tar -x']:.2f} (target <= 1.3)")
-    print(f"  verify --deep / (tar -t + hash) = {med['vigil verify --deep'] / med['zstd | tar -t + hash']:.2f}"
-          f" (target <= 1.3)")
-    print(f"  peak RSS: restore {rss['restore'] / 1024:.0f} MiB, verify --deep {rss['verify'] / 1024:.0f} MiB")
-    shutil.rmtree(work)
+    try:
+        timed([args.vigil, "-q", "--config", str(job), "run"])  # the backup the rounds read
+        [archive] = (work / "dest" / "bench").glob("*/files-app.tar.zst")
+        hasher = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"
+        times: dict[str, list[float]] = {k: [] for k in ("zstd | tar -x", "vigil restore", "zstd | tar -t + hash",
+                                                         "vigil verify --deep")}
+        rss: dict[str, int] = {"restore": 0, "verify": 0}
+        for i in range(args.repeat):
+            for name in ("a", "b"):
+                shutil.rmtree(work / name, ignore_errors=True)
+            (work / "a").mkdir()
+            subprocess.run(["sync"])  # no writeback of the previous round inside this one
+            times["zstd | tar -x"].append(timed(f"zstd -dc '{archive}' | tar -x -C '{work}/a'", shell=True)[0])
+            subprocess.run(["sync"])
+            t, m = timed([args.vigil, "-q", "--config", str(job), "restore", "bench", "latest", "--source", "app",
+                          "--to", str(work / "b")])
+            times["vigil restore"].append(t)
+            rss["restore"] = max(rss["restore"], m)
+            times["zstd | tar -t + hash"].append(timed(
+                f"zstd -dc '{archive}' | tar -xO | {hasher} > /dev/null", shell=True)[0])
+            t, m = timed([args.vigil, "-q", "--config", str(job), "verify", "bench", "latest", "--deep"])
+            times["vigil verify --deep"].append(t)
+            rss["verify"] = max(rss["verify"], m)
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"archive {archive.stat().st_size / 1e6:.0f} MB; {args.repeat} rounds, medians:")
+        for k, v in med.items():
+            print(f"  {k:<22} {v:7.2f} s")
+        print(f"  restore / (zstd | tar -x)      = {med['vigil restore'] / med['zstd | tar -x']:.2f} (target <= 1.3)")
+        print(f"  verify --deep / (tar -t + hash) = {med['vigil verify --deep'] / med['zstd | tar -t + hash']:.2f}"
+              f" (target <= 1.3)")
+        print(f"  peak RSS: restore {rss['restore'] / 1024:.0f} MiB, verify --deep {rss['verify'] / 1024:.0f} MiB")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # also when a command failed
 
 
 if __name__ == "__main__":

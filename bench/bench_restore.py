@@ -5,9 +5,12 @@
 
 Backs the generated tree up once, then alternates (writing many files is
 noisy): `zstd -dc FILE | tar -x` into an empty directory vs `vigil restore`
-into an empty directory; and `zstd -dc FILE | tar -xO | openssl dgst -sha256`
-(decompress, walk the tar, hash every file's content) vs `vigil verify --deep`. Prints medians,
-ratios and peak RSS.
+into an empty directory; and `zstd -dc FILE | tar -xO | HASH` (decompress,
+walk the tar, hash every file's content) vs `vigil verify --deep`, with HASH
+both `openssl dgst -sha256` (SHA-NI accelerated, the fastest SHA-256 here) and
+coreutils `sha256sum` (the tool SPEC §4 names for checking a backup by hand):
+the issue's "plus hashing" does not say which. Prints medians, ratios and
+peak RSS.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ def main() -> None:
     try:
         timed([args.vigil, "-q", "--config", str(job), "run"])  # the backup the rounds read
         [archive] = (work / "dest" / "bench").glob("*/files-app.tar.zst")
-        hasher = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"
-        times: dict[str, list[float]] = {k: [] for k in ("zstd | tar -x", "vigil restore", "zstd | tar -t + hash",
-                                                         "vigil verify --deep")}
+        hashers = {"openssl": "openssl dgst -sha256", "sha256sum": "sha256sum"}
+        hashers = {k: v for k, v in hashers.items() if shutil.which(v.split()[0])}
+        times: dict[str, list[float]] = {k: [] for k in ("zstd | tar -x", "vigil restore",
+                                                         *(f"tar -xO | {h}" for h in hashers), "vigil verify --deep")}
         rss: dict[str, int] = {"restore": 0, "verify": 0}
         for i in range(args.repeat):
             for name in ("a", "b"):
@@ -43,8 +47,9 @@ def main() -> None:
                           "--to", str(work / "b")])
             times["vigil restore"].append(t)
             rss["restore"] = max(rss["restore"], m)
-            times["zstd | tar -t + hash"].append(timed(
-                f"zstd -dc '{archive}' | tar -xO | {hasher} > /dev/null", shell=True)[0])
+            for h, cmd in hashers.items():
+                times[f"tar -xO | {h}"].append(timed(f"zstd -dc '{archive}' | tar -xO | {cmd} > /dev/null",
+                                                     shell=True)[0])
             t, m = timed([args.vigil, "-q", "--config", str(job), "verify", "bench", "latest", "--deep"])
             times["vigil verify --deep"].append(t)
             rss["verify"] = max(rss["verify"], m)
@@ -54,8 +59,9 @@ def main() -> None:
         for k, v in med.items():
             print(f"  {k:<22} {v:7.2f} s")
         print(f"  restore / (zstd | tar -x)      = {med['vigil restore'] / med['zstd | tar -x']:.2f} (target <= 1.3)")
-        print(f"  verify --deep / (tar -t + hash) = {med['vigil verify --deep'] / med['zstd | tar -t + hash']:.2f}"
-              f" (target <= 1.3)")
+        for h in hashers:
+            print(f"  verify --deep / (zstd | tar -xO | {h}) = "
+                  f"{med['vigil verify --deep'] / med[f'tar -xO | {h}']:.2f} (target <= 1.3)")
         print(f"  peak RSS: restore {rss['restore'] / 1024:.0f} MiB, verify --deep {rss['verify'] / 1024:.0f} MiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)  # also when a command failed

@@ -11,6 +11,7 @@ complete.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -262,6 +263,8 @@ class _Extractor:
         if m.isreg():
             if not self._file(tar, m, parent, leaf, name):
                 return  # an earlier copy; a later one follows (or the restore fails)
+            self.summary.entries += 1
+            return  # owner, mode and mtime set on the open file
         elif m.issym():
             self._clear(parent, leaf)
             os.symlink(m.linkname, leaf, dir_fd=parent)  # restored as it was, absolute or not
@@ -275,6 +278,8 @@ class _Extractor:
             except FileNotFoundError:
                 self.summary.skipped.append(f"{name}: hard link to {m.linkname}, which was not restored")
                 return
+            self.summary.entries += 1
+            return  # the inode's owner and mode are those of the file it links to
         elif m.isfifo():
             self._clear(parent, leaf)
             os.mkfifo(leaf, m.mode & 0o7777, dir_fd=parent)
@@ -297,6 +302,11 @@ class _Extractor:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view):]
+            if self.as_root:  # owner first: chown clears the setuid and setgid bits
+                try:
+                    os.fchown(fd, m.uid, m.gid)
+                except OSError as exc:
+                    self.log.debug("cannot chown %s: %s", name, exc)
             os.fchmod(fd, m.mode & 0o7777)
             os.utime(fd, (m.mtime, m.mtime))
         except BaseException:
@@ -311,8 +321,15 @@ class _Extractor:
             self._unmatched = (m.name, name)
             return False
         self._unmatched = None
-        self._clear(parent, leaf)
-        os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
+        # rename replaces a file or a symlink of that name (never writing through
+        # it) and refuses a directory: no stat needed first.
+        try:
+            os.rename(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            os.unlink(tmp, dir_fd=parent)
+            raise BackupError(f"cannot restore {name}: a directory of that name exists") from None
         self.summary.bytes += m.size
         return True
 

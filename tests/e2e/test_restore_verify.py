@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
 import time
 from pathlib import Path
@@ -20,12 +21,22 @@ BACKUP_ID = "20260101T000000Z-abcdef"
 def test_restore_round_trip_is_identical(tmp_path, make_job, app_tree):
     (app_tree / "ünï code.txt").write_text("x")
     os.symlink("/etc/hostname", app_tree / "abs-link")
+    suid = app_tree / "bin-suid"
+    suid.write_text("#!/bin/sh\n")
+    os.link(suid, app_tree / "bin-suid-link")
+    root = os.geteuid() == 0
+    if root:
+        os.chown(suid, 1000, 1000)
+    suid.chmod(0o4755)  # after the chown, which clears it
     job = make_job(files_job_body(app_tree, tmp_path / "backups"))
     vigil("run", config=job, check=0)
     target = tmp_path / "restored"
     out = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
     assert "restored source app" in out.stdout
-    assert tree_listing(target) == tree_listing(app_tree)
+    assert tree_listing(target) == tree_listing(app_tree)  # modes with setuid bits, mtimes, bytes, links
+    if root:  # owners too, and the setuid bit survives them
+        st = (target / "bin-suid").stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o4755)
     link = target / "config/app.hardlink.php"
     twins = [p for p in (target / "config").iterdir() if p.stat().st_ino == link.stat().st_ino]
     assert len(twins) == 2  # hard-link identity survives

@@ -52,6 +52,20 @@ def test_restore_round_trip_is_identical(tmp_path, make_job, app_tree):
     assert tree_listing(target) == tree_listing(app_tree)
 
 
+def test_force_never_replaces_a_directory_with_a_file(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    victim = next(str(p.relative_to(app_tree)) for p in sorted(app_tree.rglob("*.php"))
+                  if not p.is_symlink() and p.stat().st_nlink == 1)
+    target = tmp_path / "restored"
+    (target / victim).mkdir(parents=True)  # a directory where the backup has a file
+    (target / victim / "keep.txt").write_text("mine")
+    proc = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), "--force", config=job)
+    assert proc.returncode == 1 and f"{victim}: a directory of that name exists" in proc.stderr
+    assert (target / victim / "keep.txt").read_text() == "mine"
+    assert not list(target.rglob(".vigil-restore-*"))  # no temporary file left behind
+
+
 def test_restore_include_subset(tmp_path, make_job, app_tree):
     job = make_job(files_job_body(app_tree, tmp_path / "backups"))
     vigil("run", config=job, check=0)

@@ -71,34 +71,19 @@ class SmtpServer:
         return self.messages
 
 
-@dataclass
-class HttpRecorder:
-    """Records every request; answers with `status` (changeable at run time)."""
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
 
-    port: int = 0
-    status: int = 200
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    server: Any = None
 
-    def start(self) -> None:
-        rec = self
+class _Served:
+    """An HTTP server on 127.0.0.1 (a free port unless `port` says one), in a thread."""
 
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                rec.requests.append({"method": self.command, "path": self.path, "body": body,
-                                     "headers": dict(self.headers)})
-                self.send_response(rec.status)
-                self.end_headers()
-                self.wfile.write(b"OK")
+    port: int
+    server: Any
 
-            do_GET = do_POST = _handle  # noqa: N815
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -112,7 +97,34 @@ class HttpRecorder:
 
 
 @dataclass
-class FlakyFront:
+class HttpRecorder(_Served):
+    """Records every request; answers with `status` (changeable at run time)."""
+
+    port: int = 0
+    status: int = 200
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    server: Any = None
+
+    def start(self) -> None:
+        rec = self
+
+        class Handler(_Quiet):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                rec.requests.append({"method": self.command, "path": self.path, "body": body,
+                                     "headers": dict(self.headers)})
+                self.send_response(rec.status)
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+            do_GET = do_POST = _handle  # noqa: N815
+
+        self._serve(Handler)
+
+
+@dataclass
+class FlakyFront(_Served):
     """An HTTP proxy in front of an S3 server that answers `failures` uploads (PUT)
     with 503 SlowDown before it forwards any, as a busy object store does."""
 
@@ -129,7 +141,7 @@ class FlakyFront:
         front = self
         up = urlparse(self.upstream)
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_Quiet):
             protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:
@@ -164,17 +176,4 @@ class FlakyFront:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self._serve(Handler)

@@ -30,7 +30,8 @@ class Sink(Protocol):
     def write(self, data: bytes | memoryview) -> None: ...
 
     def close(self) -> None:
-        """Flush and make durable; raise on failure."""
+        """Finish the artifact; raise on failure. It is durable at the latest when
+        its writer's commit succeeds (a local sink fsyncs in the background)."""
 
     def abort(self) -> None:
         """Drop what was written; never raises."""

@@ -263,8 +263,6 @@ class _Extractor:
         if m.isreg():
             if not self._file(tar, m, parent, leaf, name):
                 return  # an earlier copy; a later one follows (or the restore fails)
-            self.summary.entries += 1
-            return  # owner, mode and mtime set on the open file
         elif m.issym():
             self._clear(parent, leaf)
             os.symlink(m.linkname, leaf, dir_fd=parent)  # restored as it was, absolute or not
@@ -278,8 +276,6 @@ class _Extractor:
             except FileNotFoundError:
                 self.summary.skipped.append(f"{name}: hard link to {m.linkname}, which was not restored")
                 return
-            self.summary.entries += 1
-            return  # the inode's owner and mode are those of the file it links to
         elif m.isfifo():
             self._clear(parent, leaf)
             os.mkfifo(leaf, m.mode & 0o7777, dir_fd=parent)
@@ -287,7 +283,10 @@ class _Extractor:
         else:
             self.summary.skipped.append(f"{name}: unsupported member type")
             return
-        self._owner(parts[:-1], leaf, m)
+        # A file got its owner on the open descriptor (before its mode); a hard link
+        # shares its inode, whose chown would clear a setuid bit again.
+        if not (m.isreg() or m.islnk()):
+            self._owner(parts[:-1], leaf, m)
         self.summary.entries += 1
 
     def _file(self, tar: TarStream, m: Member, parent: int, leaf: str, name: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import struct
 from zlib import adler32
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 BLOCK = 512
@@ -25,18 +24,45 @@ class TarFormatError(Exception):
     pass
 
 
-@dataclass
 class Member:
-    name: str
-    type: bytes
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    mtime: int
-    linkname: str
-    uname: str = ""
-    gname: str = ""
+    """One archive entry. Name, type and size are parsed with the header; the
+    other fields when first read (a deep verify never reads them), from the pax
+    header where it has them."""
+
+    __slots__ = ("name", "type", "size", "_fields", "_pax", "_long_link")
+
+    def __init__(self, name: str, type_: bytes, size: int, fields: tuple[Any, ...],
+                 pax: dict[str, str], long_link: str | None) -> None:
+        self.name, self.type, self.size = name, type_, size
+        self._fields, self._pax, self._long_link = fields, pax, long_link
+
+    @property
+    def mode(self) -> int:
+        return _num(self._fields[1]) & 0o7777
+
+    @property
+    def uid(self) -> int:
+        return int(self._pax["uid"]) if "uid" in self._pax else _num(self._fields[2])
+
+    @property
+    def gid(self) -> int:
+        return int(self._pax["gid"]) if "gid" in self._pax else _num(self._fields[3])
+
+    @property
+    def mtime(self) -> int:
+        return int(float(self._pax["mtime"])) if "mtime" in self._pax else _num(self._fields[5])
+
+    @property
+    def linkname(self) -> str:
+        return self._pax.get("linkpath", self._long_link or _str(self._fields[8]))
+
+    @property
+    def uname(self) -> str:
+        return self._pax.get("uname", _str(self._fields[11]))
+
+    @property
+    def gname(self) -> str:
+        return self._pax.get("gname", _str(self._fields[12]))
 
     def isreg(self) -> bool:
         return self.type in REGTYPES
@@ -62,9 +88,16 @@ class Member:
 
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
 _ZERO = bytes(BLOCK)
+_NO_PREFIX = bytes(155)
+_NO_DATA = (b"1", b"2", b"3", b"4", b"5", b"6")
+_NO_PAX: dict[str, str] = {}  # shared by members without a pax header; never written to
 
 
 def _num(field: bytes) -> int:
+    try:
+        return int(field.rstrip(b"\x00"), 8)  # the common case; int() skips the spaces itself
+    except ValueError:
+        pass
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256, for values octal cannot hold
         value = int.from_bytes(field[1:], "big")
         return value - (1 << (8 * (len(field) - 1))) if field[0] == 0xFF else value
@@ -148,15 +181,17 @@ class TarStream:
             n -= step
 
     def __iter__(self) -> Iterator[Member]:
-        pax: dict[str, str] = {}
+        pax = _NO_PAX
         long_name = long_link = None
         while True:
-            self._skip()
+            if self._left or self._pad:
+                self._skip()
             block = self._take(BLOCK)
             if block == _ZERO:
                 return  # end of archive (the second zero block is not needed)
-            (name_f, mode_f, uid_f, gid_f, size_f, mtime_f, chk_f, type_, link_f, magic, _version,
-             uname_f, gname_f, _maj, _min, prefix_f) = _HEADER.unpack_from(block)
+            fields = _HEADER.unpack_from(block)
+            name_f, size_f, chk_f, type_, magic, prefix_f = (fields[0], fields[4], fields[6], fields[7],
+                                                             fields[9], fields[15])
             # The checksum is the header's byte sum with its own field counted as spaces.
             # Compared modulo 65521 (Adler-32's low half is 1 + byte sum, mod 65521): ten times
             # faster than sum(), and the artifact's SHA-256 guards the bytes anyway.
@@ -177,24 +212,17 @@ class TarStream:
             if type_ == b"S":
                 raise TarFormatError("GNU sparse members are not supported")
             name = _str(name_f)
-            if magic[:5] == b"ustar" and prefix_f.strip(b"\x00"):
+            if prefix_f != _NO_PREFIX and magic[:5] == b"ustar":
                 name = _str(prefix_f) + "/" + name
             if pax:
-                m = Member(
-                    name=pax.get("path", long_name or name), type=type_,
-                    size=int(pax.get("size", size)), mode=_num(mode_f) & 0o7777,
-                    uid=int(pax.get("uid", _num(uid_f))), gid=int(pax.get("gid", _num(gid_f))),
-                    mtime=int(float(pax.get("mtime", _num(mtime_f)))),
-                    linkname=pax.get("linkpath", long_link or _str(link_f)),
-                    uname=pax.get("uname", _str(uname_f)), gname=pax.get("gname", _str(gname_f)),
-                )
-                pax = {}
-            else:
-                m = Member(name=long_name or name, type=type_, size=size, mode=_num(mode_f) & 0o7777,
-                           uid=_num(uid_f), gid=_num(gid_f), mtime=_num(mtime_f),
-                           linkname=long_link or _str(link_f), uname=_str(uname_f), gname=_str(gname_f))
+                name = pax.get("path", long_name or name)
+                size = int(pax.get("size", size))
+            elif long_name:
+                name = long_name
+            m = Member(name, type_, size, fields, pax, long_link)
+            pax = _NO_PAX
             long_name = long_link = None
             # Links, directories and special files carry no data, whatever their size field says.
-            data_size = 0 if m.type in (b"1", b"2", b"3", b"4", b"5", b"6") else m.size
+            data_size = 0 if type_ in _NO_DATA else size
             self._left, self._pad = data_size, -data_size % BLOCK
             yield m

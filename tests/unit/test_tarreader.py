@@ -103,3 +103,15 @@ def test_absurd_extended_header_is_refused_not_buffered() -> None:
     block[148:155] = b"%06o\x00" % sum(block)
     with pytest.raises(TarFormatError, match="extended header"):
         list(TarStream(io.BytesIO(bytes(block) + bytes(1024))))
+
+
+@pytest.mark.parametrize("field, value", [
+    (b"0000644\x00", 0o644), (b"00000001750 ", 1000), (b"  644 \x00", 0o644), (b"644\x00\x00\x00\x00\x00", 0o644),
+    (b"\x00" * 8, 0), (b" " * 7 + b"\x00", 0),
+    (b"\x80" + (10**10).to_bytes(11, "big"), 10**10),  # GNU base-256: larger than octal can hold
+    (b"\xff" * 11 + b"\xfe", -2),  # GNU base-256, negative (a date before 1970)
+])
+def test_numeric_header_fields(field: bytes, value: int) -> None:
+    from vigil.tarreader import _num
+
+    assert _num(field) == value

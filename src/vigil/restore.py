@@ -81,7 +81,7 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
         try:
             _Extractor(to_dir, force, include, cursor, summary, log).extract(reader)
             if cursor is not None:
-                cursor.rest()  # read the index to its end: its own checksum is checked there
+                cursor.finish()  # read the index to its end: its own checksum is checked there
         finally:
             if cursor is not None:
                 cursor.close()
@@ -313,7 +313,7 @@ class _Extractor:
             os.unlink(tmp, dir_fd=parent)
             raise
         os.close(fd)
-        entry = self.index.seek(name)[0] if self.index is not None else None
+        entry = self.index.seek(name) if self.index is not None else None
         want = entry.get("sha256") if entry else None
         if want and sha.hexdigest() != want:
             os.unlink(tmp, dir_fd=parent)

@@ -29,9 +29,11 @@ from vigil.manifest import Artifact
 from vigil.progress import NO_PROGRESS, Meter
 from vigil.reading import ArtifactReader, find_backup
 from vigil.sources.sqlite import table_row_counts
-from vigil.tarreader import TarFormatError, TarStream
+from vigil.tarreader import REGTYPES, TarFormatError, TarStream
 
 DB_TYPES = ("postgres", "mysql", "sqlite")
+# Tar member types as the index names them (REGTYPES are files); anything else is a device.
+_KINDS = {**dict.fromkeys(REGTYPES, "file"), b"5": "dir", b"2": "symlink", b"1": "hardlink", b"6": "fifo"}
 
 
 def iter_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
@@ -78,36 +80,40 @@ class IndexCursor:
     """The index, read alongside the archive: both are in walk order, so finding
     a member's entry only ever moves forward, and memory stays flat."""
 
-    def __init__(self, entries: Iterator[dict[str, Any]]) -> None:
+    def __init__(self, entries: Iterator[dict[str, Any]], keep_missed: bool = False) -> None:
         self._entries = entries
         self._next = next(entries, None)
         self._found = False  # the current entry was returned by seek()
+        # Index paths passed over without a member: a damage report for verify; a
+        # partial restore passes most of them and keeps none (memory stays flat).
+        self.missed: list[str] = []
+        self._keep_missed = keep_missed
 
-    def _advance(self, passed: list[str]) -> None:
+    def _advance(self) -> None:
         assert self._next is not None
-        if not self._found:
-            passed.append(self._next["path"])
+        if not self._found and self._keep_missed:
+            self.missed.append(self._next["path"])
         self._next, self._found = next(self._entries, None), False
 
-    def seek(self, path: str) -> tuple[dict[str, Any] | None, list[str]]:
-        """The entry for `path` (None when the index has none; the same entry again
-        for a later copy of the path), and the paths passed over without a member."""
-        passed: list[str] = []
-        if self._next is not None and self._next["path"] != path:  # usually it is: no keys to build
+    def seek(self, path: str) -> dict[str, Any] | None:
+        """The entry for `path`: None when the index has none, the same entry again
+        for a later copy of the path."""
+        if self._found and self._next is not None and self._next["path"] != path:
+            self._advance()  # usually the next entry is this path: no keys to build
+        if self._next is not None and self._next["path"] != path:
             key = _walk_key(path)
             while self._next is not None and _walk_key(self._next["path"]) < key:
-                self._advance(passed)
+                self._advance()
         if self._next is not None and self._next["path"] == path:
             self._found = True
-            return self._next, passed
-        return None, passed
+            return self._next
+        return None
 
-    def rest(self) -> list[str]:
-        """The paths after the last seek that no member reached."""
-        passed: list[str] = []
+    def finish(self) -> list[str]:
+        """Read the index to its end; the paths no member reached (when kept)."""
         while self._next is not None:
-            self._advance(passed)
-        return passed
+            self._advance()
+        return self.missed
 
     def close(self) -> None:
         close = getattr(self._entries, "close", None)
@@ -185,12 +191,11 @@ class Verifier:
             raise BackupError(f"{reader.where}: no index artifact for source {reader.art.source}")
         # Archive and index are both written in walk order, so they are compared
         # side by side, like a merge: memory stays flat however many files.
-        cursor = IndexCursor(iter_index(index_reader))
+        cursor = IndexCursor(iter_index(index_reader), keep_missed=True)
         bad: list[str] = []
 
         def check(path: str, kind: str, size: int, sha: str | None) -> None:
-            entry, passed = cursor.seek(path)
-            bad.extend(f"{p}: missing from the archive" for p in passed)
+            entry = cursor.seek(path)
             if entry is None:
                 bad.append(f"{path}: in the archive but not in the index")
             elif entry["type"] == "file" and (kind, size, sha) != ("file", entry["size"], entry["sha256"]):
@@ -203,13 +208,12 @@ class Verifier:
                 try:
                     for m in tar:
                         sha = None
-                        if m.isreg():
+                        kind = _KINDS.get(m.type, "device")
+                        if kind == "file":
                             h = hashlib.sha256()
                             for chunk in tar.content():
                                 h.update(chunk)
                             sha = h.hexdigest()
-                        kind = ("file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym()
-                                else "hardlink" if m.islnk() else "fifo" if m.isfifo() else "device")
                         path = m.name.rstrip("/")
                         if last is not None and last[0] != path:
                             check(*last)
@@ -218,7 +222,7 @@ class Verifier:
                     raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
             if last is not None:
                 check(*last)
-            bad.extend(f"{p}: missing from the archive" for p in cursor.rest())
+            bad.extend(f"{p}: missing from the archive" for p in cursor.finish())
         finally:
             cursor.close()
         if bad:

@@ -147,15 +147,19 @@ class ArtifactReader:
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
             with self.meter.track(self.art.name, self.art.size, lambda: h.size):
-                plain: Any = self.decrypt(h, self.where) if self.art.encrypted and self.decrypt else h
-                pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(plain, read_across_frames=True))
+                # Two workers: one reads and hashes the stored bytes, one decompresses;
+                # the consumer (tar walk, per-file hashes) is the third core's worth of work.
+                stored = _Prefetch(h)
+                plain: Any = self.decrypt(stored, self.where) if self.art.encrypted and self.decrypt else stored
+                pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(plain, read_size=READ, read_across_frames=True))
                 try:
                     try:
                         yield pre
                         pre.drain()
                     finally:
                         pre.stop()  # the workers are gone before anyone else touches h
-                        if plain is not h:
+                        stored.stop()
+                        if plain is not stored:
                             plain.close()
                 except zstandard.ZstdError as exc:
                     h.drain()

@@ -569,7 +569,26 @@ def main(argv: list[str] | None = None) -> None:
         log.debug("internal error", exc_info=True)
         print(f"vigil: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", file=sys.stderr)
         code = EXIT_FAILED
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+    _exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _exit(code: int) -> None:
+    """Exit without the interpreter's teardown when nothing is left to do.
+
+    Freeing pydantic's and typer's modules takes ~30 ms, 3 % of a deep verify,
+    and does nothing for the user: output is flushed and log files are closed
+    here, and with no thread left running there is no work to wait for."""
+    import threading
+
+    if threading.active_count() > 1:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass  # a reader that went away, or a stream closed: nothing more to say there
+    logging.shutdown()
+    os._exit(code)
 
 
 def _is_usage_error(exc: Exception) -> bool:

@@ -528,10 +528,39 @@ def notify_test(ctx: typer.Context, job: Annotated[Optional[str], typer.Argument
 # --- entry point ----------------------------------------------------------------------
 
 
+class _Output:
+    """stdout that drops what is left once its reader has gone (`vigil list | head -1`):
+    the command still finishes and exits with its own code (typer would make
+    every such exit 1, a damaged verify and an intact list alike)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
     from vigil.hooks import set_original_umask
 
     set_original_umask(os.umask(0o077))  # backups and state: 0600 / 0700
+    sys.stdout = _Output(sys.stdout)  # type: ignore[assignment]
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
     try:
@@ -551,8 +580,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("vigil: interrupted", file=sys.stderr)
         code = EXIT_FAILED
-    except BrokenPipeError:
-        code = EXIT_OK
     except Exception as exc:  # noqa: BLE001 - never a traceback for the operator
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]

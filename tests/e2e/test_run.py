@@ -323,6 +323,33 @@ def test_list_json_shape_and_order(tmp_path, make_job, app_tree):
     assert vigil("list", config=job, check=0).stdout.count("complete") == 2
 
 
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path, make_job, app_tree):
+    # `vigil list | head -1`: the reader exits first; vigil finishes quietly with its own code.
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    for args in (["list"], ["list", "--json"], ["runs", "--json"], ["verify"]):
+        read, write = os.pipe()
+        os.close(read)  # gone before vigil writes a byte
+        proc = subprocess.run([VIGIL, "--config", str(job), *args], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+        os.close(write)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert proc.stderr == "", (args, proc.stderr)
+    # ... and a failure stays a failure: a damaged backup is exit 1 whoever reads the output.
+    archive = next((tmp_path / "backups" / "app").glob("*/files-app.tar.zst"))
+    with open(archive, "r+b") as fh:
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([VIGIL, "--config", str(job), "verify"], stdout=write, stderr=subprocess.PIPE, text=True,
+                          timeout=60)
+    os.close(write)
+    assert proc.returncode == 1, proc.stderr
+
+
 def test_backups_and_state_are_private(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
     job = make_job(files_job_body(app_tree, dest))

@@ -47,9 +47,9 @@ class _Hashing:
 
 
 class _Prefetch:
-    """Decompresses (and hashes the stored bytes) on a worker thread, a few chunks
-    ahead of the consumer: zstd and hashlib release the GIL, so that work
-    overlaps with the consumer's parsing and hashing. Bounded: DEPTH chunks."""
+    """Reads `reader` on a worker thread, a few chunks ahead of the consumer: file
+    reads, zstd and hashlib release the GIL, so that work overlaps with the
+    consumer's parsing and hashing. Bounded: DEPTH chunks."""
 
     DEPTH = 4
 
@@ -147,11 +147,12 @@ class ArtifactReader:
         with self.dest.read(self.manifest.job, self.manifest.id, self.art.name) as fh:
             h = _Hashing(fh)
             with self.meter.track(self.art.name, self.art.size, lambda: h.size):
-                # Two workers: one reads and hashes the stored bytes, one decompresses;
-                # the consumer (tar walk, per-file hashes) is the third core's worth of work.
+                # Two stages ahead of the consumer (a tar walk, per-file hashes): one reads
+                # and hashes the stored bytes, one decrypts and decompresses them.
                 stored = _Prefetch(h)
                 plain: Any = self.decrypt(stored, self.where) if self.art.encrypted and self.decrypt else stored
-                pre = _Prefetch(zstandard.ZstdDecompressor().stream_reader(plain, read_size=READ, read_across_frames=True))
+                unzstd = zstandard.ZstdDecompressor().stream_reader(plain, read_size=READ, read_across_frames=True)
+                pre = _Prefetch(unzstd)
                 try:
                     try:
                         yield pre

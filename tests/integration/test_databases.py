@@ -179,15 +179,18 @@ def test_postgres_wrong_password_fails_at_once(tmp_path, make_job, postgres, mon
             assert wrong.encode() not in f.read_bytes()
 
 
-def _children_named(name: str) -> list[int]:
+def _children_named(name: str, parent: int) -> list[int]:
+    """Pids of `parent`'s children called `name` (not any such process on the machine:
+    the other tests running beside this one have pg_dumps of their own)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmd = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
-            if cmd and Path(cmd[0].decode(errors="replace")).name == name:
+            if ppid == parent and cmd and Path(cmd[0].decode(errors="replace")).name == name:
                 pids.append(int(entry.name))
     return pids
 
@@ -218,7 +221,7 @@ def test_postgres_killed_dump_fails_and_password_never_on_a_command_line(tmp_pat
     try:
         wait_for_step(job, "source:")
         deadline = time.time() + 30
-        while not (pids := _children_named("pg_dump")) and time.time() < deadline:
+        while not (pids := _children_named("pg_dump", proc.pid)) and time.time() < deadline:
             time.sleep(0.01)
         assert pids, "pg_dump never started"
         os.kill(pids[0], 9)
@@ -325,6 +328,35 @@ def test_mariadb_server_down_and_wrong_password(tmp_path, make_job, mariadb):
     proc = vigil("run", config=job, check=1)
     assert "retry" not in proc.stderr and "Access denied" in proc.stderr
     assert "wrong-Secret-456" not in proc.stderr
+
+
+def test_mariadb_killed_dump_fails_and_password_never_on_a_command_line(tmp_path, make_job, mariadb):
+    db = new_db("mykill")
+    mariadb.root_sql(f"CREATE DATABASE {db}")
+    mariadb.root_sql("CREATE TABLE big (id INT PRIMARY KEY, a CHAR(32), b CHAR(32)) "
+                     "SELECT seq AS id, MD5(seq) AS a, MD5(seq + 1) AS b FROM seq_1_to_2000000", db)
+    job = my_job(make_job, tmp_path, mariadb, db)
+    stop, found = threading.Event(), []
+    watcher = threading.Thread(target=_secrets_in_process_list, args=(MY_PASSWORD, stop, found))
+    watcher.start()
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_step(job, "source:")
+        deadline = time.time() + 30
+        while not (pids := _children_named("mariadb-dump", proc.pid) + _children_named("mysqldump", proc.pid)) \
+                and time.time() < deadline:
+            time.sleep(0.01)
+        assert pids, "the dump never started"
+        os.kill(pids[0], 9)
+        assert proc.wait(timeout=60) == 1
+    finally:
+        stop.set()
+        watcher.join()
+    assert found == []
+    assert "dump" in proc.stderr.read()
+    assert not committed(tmp_path / "backups")
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "failed" and run["step"] == "source:db"
 
 
 def test_restore_test_names_the_table_when_rows_were_dropped(tmp_path, make_job, mariadb):

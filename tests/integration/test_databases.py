@@ -208,32 +208,43 @@ def _secrets_in_process_list(secret: str, stop: threading.Event, found: list[str
         time.sleep(0.01)
 
 
+def kill_dump_mid_run(job: Path, dest: Path, tools: tuple[str, ...], secret: str) -> str:
+    """Start `vigil run`, SIGKILL its dump child mid-stream, check the run failed at
+    its source step with nothing committed and `secret` never in the process list;
+    the run's stderr."""
+    stop, found = threading.Event(), []
+    watcher = threading.Thread(target=_secrets_in_process_list, args=(secret, stop, found))
+    watcher.start()
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_step(job, "source:")
+        deadline = time.time() + 30
+        while not (pids := [p for t in tools for p in _children_named(t, proc.pid)]) and time.time() < deadline:
+            time.sleep(0.01)
+        assert pids, f"{' / '.join(tools)} never started"
+        os.kill(pids[0], 9)
+        assert proc.wait(timeout=60) == 1
+    finally:
+        stop.set()
+        watcher.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert found == []
+    assert not committed(dest)
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "failed" and run["step"] == "source:db"
+    return proc.stderr.read()
+
+
 def test_postgres_killed_dump_fails_and_password_never_on_a_command_line(tmp_path, make_job, postgres):
     db = new_db("kill")
     postgres.psql(f"CREATE DATABASE {db}")
     postgres.psql("CREATE TABLE big AS SELECT g, md5(g::text) AS a, md5((g+1)::text) AS b "
                   "FROM generate_series(1, 2000000) g", db)
     job = pg_job(make_job, tmp_path, postgres, db)
-    stop, found = threading.Event(), []
-    watcher = threading.Thread(target=_secrets_in_process_list, args=(PG_PASSWORD, stop, found))
-    watcher.start()
-    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_step(job, "source:")
-        deadline = time.time() + 30
-        while not (pids := _children_named("pg_dump", proc.pid)) and time.time() < deadline:
-            time.sleep(0.01)
-        assert pids, "pg_dump never started"
-        os.kill(pids[0], 9)
-        assert proc.wait(timeout=60) == 1
-    finally:
-        stop.set()
-        watcher.join()
-    assert found == []
-    assert "pg_dump" in proc.stderr.read()
-    assert not committed(tmp_path / "backups")
-    [run] = vigil_json("runs", config=job)
-    assert run["outcome"] == "failed" and run["step"] == "source:db"
+    stderr = kill_dump_mid_run(job, tmp_path / "backups", ("pg_dump",), PG_PASSWORD)
+    assert "pg_dump" in stderr
 
 
 # --- MariaDB ----------------------------------------------------------------------------
@@ -336,27 +347,8 @@ def test_mariadb_killed_dump_fails_and_password_never_on_a_command_line(tmp_path
     mariadb.root_sql("CREATE TABLE big (id INT PRIMARY KEY, a CHAR(32), b CHAR(32)) "
                      "SELECT seq AS id, MD5(seq) AS a, MD5(seq + 1) AS b FROM seq_1_to_2000000", db)
     job = my_job(make_job, tmp_path, mariadb, db)
-    stop, found = threading.Event(), []
-    watcher = threading.Thread(target=_secrets_in_process_list, args=(MY_PASSWORD, stop, found))
-    watcher.start()
-    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_step(job, "source:")
-        deadline = time.time() + 30
-        while not (pids := _children_named("mariadb-dump", proc.pid) + _children_named("mysqldump", proc.pid)) \
-                and time.time() < deadline:
-            time.sleep(0.01)
-        assert pids, "the dump never started"
-        os.kill(pids[0], 9)
-        assert proc.wait(timeout=60) == 1
-    finally:
-        stop.set()
-        watcher.join()
-    assert found == []
-    assert "dump" in proc.stderr.read()
-    assert not committed(tmp_path / "backups")
-    [run] = vigil_json("runs", config=job)
-    assert run["outcome"] == "failed" and run["step"] == "source:db"
+    stderr = kill_dump_mid_run(job, tmp_path / "backups", ("mariadb-dump", "mysqldump"), MY_PASSWORD)
+    assert "dump" in stderr
 
 
 def test_restore_test_names_the_table_when_rows_were_dropped(tmp_path, make_job, mariadb):

@@ -51,6 +51,16 @@ def committed(dest: Path, job: str = "app") -> list[Path]:
     return sorted(p for p in d.iterdir() if (p / "manifest.json").exists()) if d.exists() else []
 
 
+def flip_byte(path: Path, at: int | None = None) -> None:
+    """Damage a stored file: invert one byte (the middle one unless `at` says)."""
+    with open(path, "r+b") as fh:
+        offset = path.stat().st_size // 2 if at is None else at
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
 def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]', tls: str = "starttls = true") -> str:
     from servers import SMTP_USER
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import zstandard
 
-from helpers import appending, committed, files_job_body, remove_deep_tree, tree_listing, vigil, vigil_json
+from helpers import appending, committed, files_job_body, flip_byte, remove_deep_tree, tree_listing, vigil, vigil_json
 
 BACKUP_ID = "20260101T000000Z-abcdef"
 
@@ -148,10 +148,7 @@ def test_flipped_byte_is_found_by_verify_and_stops_restore(tmp_path, make_job, a
     vigil("run", config=job, check=0)
     vigil("verify", config=job, check=0)
     [backup] = committed(tmp_path / "backups")
-    art = backup / "files-app.tar.zst"
-    data = bytearray(art.read_bytes())
-    data[len(data) // 2] ^= 0x40
-    art.write_bytes(bytes(data))
+    flip_byte(backup / "files-app.tar.zst")
 
     vigil("run", config=job, check=0)  # a second, intact backup
     every = vigil("verify", "app", "--all", config=job, check=1)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helpers import VIGIL, appending, committed, files_job_body, tree_listing, vigil, vigil_json, wait_for_step
+from helpers import (VIGIL, appending, committed, files_job_body, flip_byte, tree_listing, vigil, vigil_json,
+                     wait_for_step)
 
 
 def extract_with_tar(archive: Path, into: Path, tar: str = "tar") -> None:
@@ -326,27 +327,24 @@ def test_list_json_shape_and_order(tmp_path, make_job, app_tree):
 def test_a_reader_that_goes_away_is_not_an_error(tmp_path, make_job, app_tree):
     # `vigil list | head -1`: the reader exits first; vigil finishes quietly with its own code.
     job = make_job(files_job_body(app_tree, tmp_path / "backups"))
-    vigil("run", config=job, check=0)
-    for args in (["list"], ["list", "--json"], ["runs", "--json"], ["verify"]):
+
+    def reader_gone(*args: str) -> subprocess.CompletedProcess:
         read, write = os.pipe()
         os.close(read)  # gone before vigil writes a byte
-        proc = subprocess.run([VIGIL, "--config", str(job), *args], stdout=write, stderr=subprocess.PIPE,
-                              text=True, timeout=60)
-        os.close(write)
+        try:
+            return subprocess.run([VIGIL, "--config", str(job), *args], stdout=write, stderr=subprocess.PIPE,
+                                  text=True, timeout=60)
+        finally:
+            os.close(write)
+
+    vigil("run", config=job, check=0)
+    for args in (["list"], ["list", "--json"], ["runs", "--json"], ["verify"]):
+        proc = reader_gone(*args)
         assert proc.returncode == 0, (args, proc.stderr)
         assert proc.stderr == "", (args, proc.stderr)
     # ... and a failure stays a failure: a damaged backup is exit 1 whoever reads the output.
-    archive = next((tmp_path / "backups" / "app").glob("*/files-app.tar.zst"))
-    with open(archive, "r+b") as fh:
-        fh.seek(100)
-        byte = fh.read(1)
-        fh.seek(100)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-    read, write = os.pipe()
-    os.close(read)
-    proc = subprocess.run([VIGIL, "--config", str(job), "verify"], stdout=write, stderr=subprocess.PIPE, text=True,
-                          timeout=60)
-    os.close(write)
+    flip_byte(next((tmp_path / "backups" / "app").glob("*/files-app.tar.zst")), at=100)
+    proc = reader_gone("verify")
     assert proc.returncode == 1, proc.stderr
 
 

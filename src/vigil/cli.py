@@ -537,20 +537,19 @@ class _Output:
         self._stream = stream
         self._gone = False
 
-    def write(self, text: str) -> int:
+    def _unless_gone(self, method: str, *args: Any) -> None:
         if not self._gone:
             try:
-                return self._stream.write(text)
+                getattr(self._stream, method)(*args)
             except BrokenPipeError:
                 self._gone = True
+
+    def write(self, text: str) -> int:
+        self._unless_gone("write", text)
         return len(text)
 
     def flush(self) -> None:
-        if not self._gone:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self._gone = True
+        self._unless_gone("flush")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

@@ -86,12 +86,11 @@ class IndexCursor:
         self._found = False  # the current entry was returned by seek()
         # Index paths passed over without a member: a damage report for verify; a
         # partial restore passes most of them and keeps none (memory stays flat).
-        self.missed: list[str] = []
-        self._keep_missed = keep_missed
+        self.missed: list[str] | None = [] if keep_missed else None
 
     def _advance(self) -> None:
         assert self._next is not None
-        if not self._found and self._keep_missed:
+        if not self._found and self.missed is not None:
             self.missed.append(self._next["path"])
         self._next, self._found = next(self._entries, None), False
 
@@ -113,7 +112,7 @@ class IndexCursor:
         """Read the index to its end; the paths no member reached (when kept)."""
         while self._next is not None:
             self._advance()
-        return self.missed
+        return self.missed or []
 
     def close(self) -> None:
         close = getattr(self._entries, "close", None)

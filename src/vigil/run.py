@@ -351,6 +351,8 @@ class Run:
             if exc.step:
                 self.step = exc.step
             error = str(exc)
+        except ConfigError as exc:  # found only while working (a secret read late): still no bug
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - an unanticipated bug must still end loudly
             error = f"unexpected error: {exc.__class__.__name__}: {exc}"
             self.log.debug("%s", traceback.format_exc())

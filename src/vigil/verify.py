@@ -73,7 +73,10 @@ def engine_for(job: Job, art: Artifact, tmp_dir: Path) -> Any:
 
     cfg = job.source_named(art.source)
     label = f"{cfg.type} source {cfg.name}"
-    return Postgres(cfg, tmp_dir, label) if art.type == "postgres" else Mysql(cfg, tmp_dir, label)
+    try:
+        return Postgres(cfg, tmp_dir, label) if art.type == "postgres" else Mysql(cfg, tmp_dir, label)
+    except ConfigError as exc:  # an unreadable password: name the job file too
+        raise ConfigError(f"{job.config_path}: {exc}") from None
 
 
 class IndexCursor:

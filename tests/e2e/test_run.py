@@ -402,6 +402,38 @@ def test_bad_encryption_key_is_refused_not_ignored(tmp_path, make_job, app_tree)
     assert run["step"] == "preflight"
 
 
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_unreadable_database_password_stops_the_run_in_preflight(tmp_path, make_job, engine):
+    """The secret is read before any hook or dump starts; the failure is an ordinary one (no
+    'unexpected error', no traceback even with -v) and names the job file and the key."""
+    dest, marker = tmp_path / "backups", tmp_path / "before-hook-ran"
+    job = make_job(f"""
+        [hooks]
+        before = [["touch", "{marker}"]]
+        [[source]]
+        type = "{engine}"
+        name = "db"
+        host = "127.0.0.1"
+        port = 9
+        user = "backup"
+        password_env = "VIGIL_TEST_UNSET_PASSWORD"
+        database = "shop"
+        [[destination]]
+        type = "local"
+        path = "{dest}"
+    """, name="nopw")
+    env = {k: v for k, v in os.environ.items() if k != "VIGIL_TEST_UNSET_PASSWORD"}
+    proc = subprocess.run([VIGIL, "-v", "--config", str(job), "run"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{job}: {engine} source db: password_env: environment variable VIGIL_TEST_UNSET_PASSWORD is not set" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr and "unexpected error" not in proc.stderr
+    [run] = vigil_json("runs", config=job)
+    assert (run["outcome"], run["step"]) == ("failed", "preflight")
+    assert not marker.exists() and not committed(dest, job="nopw")
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 30 MiB file system: writes beyond it fail with ENOSPC."""

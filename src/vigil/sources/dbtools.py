@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from vigil.errors import BackupError, TransientError
+from vigil.errors import BackupError, ConfigError, TransientError
 from vigil.retry import with_retry
 from vigil.sources import ArtifactOutput, Source
 
@@ -147,7 +147,18 @@ class DatabaseSource(Source):
 
     @abstractmethod
     def engine(self) -> Any:
-        """The client for this source's server (Postgres or Mysql)."""
+        """The client for this source's server (Postgres or Mysql); reads the password."""
+
+    @abstractmethod
+    def find_tools(self) -> None:
+        """BackupError when the client programs are not installed."""
+
+    def preflight(self) -> None:
+        self.find_tools()
+        try:
+            self.engine()  # a password that cannot be read stops the run here, before any hook
+        except ConfigError as exc:
+            raise BackupError(f"{self.ctx.job.config_path}: {exc}", "preflight") from None
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.cfg.host,

@@ -150,6 +150,6 @@ class MysqlSource(DatabaseSource):
     def engine(self) -> Mysql:
         return Mysql(self.cfg, self.ctx.tmp_dir or Path("/tmp"), self.label)
 
-    def preflight(self) -> None:
+    def find_tools(self) -> None:
         Mysql.dump_tool()
         Mysql.client_tool()

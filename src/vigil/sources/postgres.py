@@ -268,6 +268,6 @@ class PostgresSource(DatabaseSource):
     def engine(self) -> Postgres:
         return Postgres(self.cfg, self.ctx.tmp_dir or Path("/tmp"), self.label)
 
-    def preflight(self) -> None:
+    def find_tools(self) -> None:
         find_tool("pg_dump")
         find_tool("psql")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.config import Job
+from vigil.config import Job, parse_job
 from vigil.schedule import _on_calendar_to_cron, cron_to_on_calendar, runs_job
 
 
 def job(**kw) -> Job:
-    return Job.model_validate({"name": "api", "source": [{"type": "files", "path": "/x"}],
-                               "destination": [{"type": "local", "path": "/b"}], **kw})
+    return parse_job({"name": "api", "source": [{"type": "files", "path": "/x"}],
+                     "destination": [{"type": "local", "path": "/b"}], **kw})
 
 
 @pytest.mark.parametrize("cron,cal", [

@@ -33,7 +33,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class Duration(timedelta):
-    """A duration written like "90s", "30m", "1h30m" (decoded by `_decode`)."""
+    """A duration written like "90s", "30m", "1h30m" (decoded in `parse_job`)."""
 
     @classmethod
     def of(cls, value: Any) -> "Duration":
@@ -46,9 +46,9 @@ Count = Annotated[int, Meta(ge=0)]
 Argv = Annotated[list[str], Meta(min_length=1)]
 
 
-def _check_name(value: str, key: str = "name") -> None:
+def _check_name(value: str) -> None:
     if not _NAME.fullmatch(value):
-        raise ValueError(f"{key}: {value!r} is not a valid name (letters, digits, '.', '_', '-')")
+        raise ValueError(f"name: {value!r} is not a valid name (letters, digits, '.', '_', '-')")
 
 
 # Validators raise ValueError("KEY: text") to name a key below the struct they
@@ -172,6 +172,7 @@ class EmailNotify(NotifyBase, tag_field="type", tag="email", kw_only=True):
     starttls: bool = False
     ssl: bool = False
     username: str | None = None
+    # Secret's three fields again: a struct has one line of bases with fields.
     password: str | None = None
     password_env: str | None = None
     password_file: Path | None = None

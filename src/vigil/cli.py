@@ -291,8 +291,14 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
     from vigil.destinations import make_destination
     from vigil.verify import Verifier
 
+    from vigil.manifest import is_backup_id
+
     problems = backups = 0
-    for j in _one_job(ctx, job):
+    jobs = _state(ctx).jobs()
+    if job is not None and backup_id == "latest" and job not in {j.name for j in jobs} and (
+            job == "latest" or (is_backup_id(job) and len(jobs) == 1)):
+        job, backup_id = None, job  # `vigil verify latest`, or an id with one job configured
+    for j in select_jobs(jobs, [job] if job else None):
         ids = [backup_id]
         if every:
             ids = sorted({m.id for d in j.destination for m in make_destination(d).list(j.name)}, reverse=True)

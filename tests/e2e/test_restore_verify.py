@@ -177,6 +177,17 @@ def test_verify_missing_artifact_and_unknown_backup(tmp_path, make_job, app_tree
     assert vigil("verify", "app", "20200101T000000Z-000000", config=job).returncode == 2
 
 
+def test_verify_takes_a_backup_without_the_job_name(tmp_path, make_job, app_tree):
+    """`vigil verify latest` and, with one job configured, `vigil verify ID` need no job name."""
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    vigil("run", config=job, check=0)
+    [backup] = committed(tmp_path / "backups")
+    for args in (["latest"], [backup.name], ["app", backup.name], ["app", "latest"]):
+        proc = vigil("verify", *args, config=job, check=0)
+        assert f"app/{backup.name}/files-app.tar.zst" in proc.stdout and "backup intact" in proc.stdout
+    assert "unknown job 'nosuch'" in vigil("verify", "nosuch", config=job, check=2).stderr
+
+
 def test_prune_dry_run_real_run_and_refusal_after_failure(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
     job = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 2\n")

@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # click, not typer: typer (0.2x) builds a pydantic validator for every parameter,
 # and importing pydantic for that cost every command ~0.07 s of its start-up.
@@ -21,11 +21,13 @@ import click
 from vigil import __version__
 from vigil.config import Job, load_config, select_jobs
 from vigil.errors import ConfigError, Interrupted, VigilError
-from vigil.journal import Journal
+from vigil.journal import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal
 from vigil.logs import setup_logging
 from vigil.progress import meter
-from vigil.run import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Run, RunResult
 from vigil.timeutil import format_duration, iso
+
+if TYPE_CHECKING:
+    from vigil.run import RunResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 75
 # One table maps outcomes to exit codes; with several jobs the worst wins.
@@ -123,6 +125,7 @@ def human_size(n: int | None) -> str:
 def run(ctx: click.Context, jobs: tuple[str, ...]) -> None:
     """Run a backup of each job (default: all): lock, hooks, sources, destinations, verify, retention, notify."""
     from vigil.notify import RunNotifier
+    from vigil.run import Run  # only here: the other commands start without the run machinery
 
     selected = _state(ctx).jobs(list(jobs))
     notifier = RunNotifier(log)

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS health_state (
 """
 
 ACTIVE = "running"
+# A finished attempt's outcome (SPEC §1, `runs --json`).
+SUCCESS, FAILED, SKIPPED, INTERRUPTED, DIED = "success", "failed", "skipped", "interrupted", "died"
 # Journals written by older versions are upgraded in place on open: each entry
 # brings a journal from version N-1 (its index) to N. Only additive changes.
 MIGRATIONS: list[list[str]] = [
@@ -210,7 +212,7 @@ class Journal:
         ]
         now = time.time()
         for r in rows:
-            r.outcome, r.finished_at = "died", now
+            r.outcome, r.finished_at = DIED, now
             r.error = f"run {r.run_id} (pid {r.pid}) died without finishing (killed, OOM or power loss) during step {r.step or 'start'}"
             self.db.execute(
                 "UPDATE runs SET outcome = 'died', finished_at = ?, error = ? WHERE run_id = ? AND outcome = ?",

@@ -25,7 +25,7 @@ from vigil.config import Job
 from vigil.destinations import BackupWriter, Destination, make_destination
 from vigil.errors import BackupError, ConfigError, Interrupted
 from vigil.hooks import run_hooks
-from vigil.journal import Journal, RunRow
+from vigil.journal import FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
 from vigil.lock import JobLock, LockHeld, S3Lease
 from vigil.manifest import Artifact, Manifest, new_backup_id
 from vigil.monitor import write_textfile
@@ -36,7 +36,6 @@ from vigil.crypto import SUFFIX
 from vigil.stream import ArtifactStream, FanOut, Sink, Tee
 from vigil.timeutil import iso, utcnow
 
-SUCCESS, FAILED, SKIPPED, INTERRUPTED, DIED = "success", "failed", "skipped", "interrupted", "died"
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 LOG_TAIL = 50
 

@@ -165,14 +165,14 @@ def render_nagios(results: list[JobHealth]) -> str:
     bad = [r for r in results if r.status != OK]
     summary = "; ".join(f"{r.job}: {r.reasons[0]}" + (f" (+{len(r.reasons) - 1} more)" if len(r.reasons) > 1 else "")
                         for r in bad) or f"{len(results)} job(s) healthy"
-    perf = []
+    perf = []  # labels unquoted, as SPEC writes them: job names never hold spaces, quotes or '='
     for r in results:
         suffix = "" if len(results) == 1 else f"_{r.job}"
         crit = int(r.max_age.total_seconds()) if r.max_age else ""
         if r.age_seconds is not None:
-            perf.append(f"'age{suffix}'={int(r.age_seconds)}s;;{crit};0;")
+            perf.append(f"age{suffix}={int(r.age_seconds)}s;;{crit};0;")
         if r.last_backup_bytes is not None:
-            perf.append(f"'size{suffix}'={r.last_backup_bytes}B;;;0;")
+            perf.append(f"size{suffix}={r.last_backup_bytes}B;;;0;")
     line = f"VIGIL {status} - {' '.join(summary.split())}"
     return line.replace("|", "/") + (" | " + " ".join(perf) if perf else "")
 

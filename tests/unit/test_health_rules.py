@@ -128,7 +128,7 @@ def test_nagios_line_follows_the_plugin_format() -> None:
     bad = render_nagios([evaluate(facts(ages_h=(5,)), NOW), JobHealth("db", CRITICAL, ["a | pipe"])])
     for line in (ok, bad):
         assert "\n" not in line and NAGIOS.match(line), line
-    assert ok.startswith("VIGIL OK - ") and "'age'=3600s;;10800;0;" in ok
+    assert ok.startswith("VIGIL OK - ") and ok.endswith(" | age=3600s;;10800;0; size=100B;;;0;"), ok
     assert bad.startswith("VIGIL CRITICAL - ")
 
 

@@ -27,6 +27,11 @@ CASES = {
     "unknown source type": (GOOD.replace('"files"', '"ftp"'), ["source[0]", "ftp"]),
     "missing destination": ("[[source]]\ntype = \"files\"\npath = \"app\"\n", ["destination", "missing"]),
     "bad cron": (GOOD + "[schedule]\ncron = \"99 * * * *\"\n", ["schedule.cron"]),
+    "out of range": (GOOD + "[retry]\nattempts = 0\n", ["retry.attempts", ">= 1"]),
+    "unknown event": (GOOD + "[[notify]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\non = [\"failur\"]\n",
+                      ["notify[0].on[0]", "'failur'", "failure"]),
+    "empty command": (GOOD + "[hooks]\nbefore = [[]]\n", ["hooks.before[0]", "must not be empty"]),
+    "path not a string": ("state_dir = 5\n" + GOOD, ["state_dir", "path"]),
 }
 
 

@@ -341,19 +341,17 @@ def parse_job(data: dict[str, Any], base_dir: Path | None = None) -> Job:
     """A job from a TOML document's dict; relative paths resolve against base_dir.
     Raises msgspec.ValidationError."""
 
-    def decode(kind: type, value: Any) -> Any:
-        if kind is Duration:
-            return Duration.of(value)
-        if kind is Path:
-            if not isinstance(value, str):
-                raise ValueError(f"expected a path, got {value!r}")
-            path = Path(value).expanduser()
-            if not path.is_absolute() and base_dir is not None:
-                path = base_dir / path
-            return Path(os.path.normpath(path))
-        raise NotImplementedError(kind)
+    def path(value: Any) -> Path:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a path, got {value!r}")
+        p = Path(value).expanduser()
+        if not p.is_absolute() and base_dir is not None:
+            p = base_dir / p
+        return Path(os.path.normpath(p))
 
-    return msgspec.convert(_default_names(data), Job, dec_hook=decode)
+    # msgspec asks this hook for the two types it does not decode itself.
+    decoders = {Duration: Duration.of, Path: path}
+    return msgspec.convert(_default_names(data), Job, dec_hook=lambda kind, value: decoders[kind](value))
 
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<loc>[^`]*)`)?$", re.S)

@@ -29,9 +29,10 @@ from vigil.errors import BackupError, ConfigError
 from vigil.manifest import Artifact
 from vigil.progress import NO_PROGRESS, Meter
 from vigil.reading import ArtifactReader, find_backup
+from vigil.sources.dbtools import database_client
 from vigil.sources.files import compile_patterns
 from vigil.tarreader import Member, TarFormatError, TarStream
-from vigil.verify import IndexCursor, engine_for, iter_index
+from vigil.verify import IndexCursor, iter_index
 
 TMP_PREFIX = ".vigil-restore-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -119,7 +120,7 @@ def _restore_to_file(reader: ArtifactReader, target: Path, force: bool, summary:
 
 def _restore_database(job: Job, reader: ArtifactReader, art: Artifact, name: str, force: bool,
                       summary: Summary, log: logging.Logger) -> None:
-    engine = engine_for(job, art, job.state_dir / "tmp")
+    engine = database_client(job, job.source_named(art.source), job.state_dir / "tmp")
     existed = engine.create_database(name, force)
     counting = _Counting(reader.plain())
     try:

@@ -350,7 +350,7 @@ class Run:
             if exc.step:
                 self.step = exc.step
             error = str(exc)
-        except ConfigError as exc:  # found only while working (a secret read late): still no bug
+        except ConfigError as exc:  # a key or password that cannot be read: no bug, the step says where
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - an unanticipated bug must still end loudly
             error = f"unexpected error: {exc.__class__.__name__}: {exc}"
@@ -368,12 +368,7 @@ class Run:
     def _work(self) -> None:
         job = self.job
         self._enter("preflight")
-        encryptor = None
-        if job.encryption is not None:
-            try:
-                encryptor = crypto.encryptor(job)
-            except ConfigError as exc:
-                raise BackupError(str(exc), "preflight") from None
+        encryptor = crypto.encryptor(job) if job.encryption is not None else None
         ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
         sources = [make_source(s, ctx) for s in job.source]
         for source in sources:

@@ -25,9 +25,9 @@ from vigil.config import Job
 from vigil.crypto import decryptor
 from vigil.destinations import make_destination
 from vigil.errors import BackupError, ConfigError
-from vigil.manifest import Artifact
 from vigil.progress import NO_PROGRESS, Meter
 from vigil.reading import ArtifactReader, find_backup
+from vigil.sources.dbtools import database_client
 from vigil.sources.sqlite import table_row_counts
 from vigil.tarreader import REGTYPES, TarFormatError, TarStream
 
@@ -65,18 +65,6 @@ def _walk_key(path: str) -> tuple[str, ...]:
     # The walk visits a directory's entries sorted by name, depth first: that is
     # the order of these tuples ("a" < "a/b" < "a.txt"), which plain strings miss.
     return tuple(path.split("/"))
-
-
-def engine_for(job: Job, art: Artifact, tmp_dir: Path) -> Any:
-    from vigil.sources.mysql import Mysql
-    from vigil.sources.postgres import Postgres
-
-    cfg = job.source_named(art.source)
-    label = f"{cfg.type} source {cfg.name}"
-    try:
-        return Postgres(cfg, tmp_dir, label) if art.type == "postgres" else Mysql(cfg, tmp_dir, label)
-    except ConfigError as exc:  # an unreadable password: name the job file too
-        raise ConfigError(f"{job.config_path}: {exc}") from None
 
 
 class IndexCursor:
@@ -252,7 +240,7 @@ class Verifier:
             if not footer_ok(tail):
                 raise BackupError(f"{reader.where}: SQL dump is truncated (no '-- Dump completed' footer)")
         elif art.type == "postgres":
-            engine = engine_for(self.job, art, self.tmp_dir)
+            engine = database_client(self.job, self.job.source_named(art.source), self.tmp_dir)
             engine.read_to_end(reader.plain())
         else:
             reader.check()
@@ -268,7 +256,7 @@ class Verifier:
                 finally:
                     conn.close()
         else:
-            engine = engine_for(self.job, art, self.tmp_dir)
+            engine = database_client(self.job, self.job.source_named(art.source), self.tmp_dir)
             scratch = f"vigil_restoretest_{secrets.token_hex(4)}"
             self.log.info("restore test of %s into scratch database %s", reader.where, scratch)
             try:

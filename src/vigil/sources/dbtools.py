@@ -145,9 +145,8 @@ class DatabaseSource(Source):
     kind: str  # artifact type: postgres | mysql
     extension: str  # pgdump | sql
 
-    @abstractmethod
     def engine(self) -> Any:
-        """The client for this source's server (Postgres or Mysql); reads the password."""
+        return database_client(self.ctx.job, self.cfg, self.ctx.tmp_dir or Path("/tmp"))
 
     @abstractmethod
     def find_tools(self) -> None:
@@ -155,10 +154,7 @@ class DatabaseSource(Source):
 
     def preflight(self) -> None:
         self.find_tools()
-        try:
-            self.engine()  # a password that cannot be read stops the run here, before any hook
-        except ConfigError as exc:
-            raise BackupError(f"{self.ctx.job.config_path}: {exc}", "preflight") from None
+        self.engine()  # a password that cannot be read stops the run here, before any hook
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.cfg.host,
@@ -185,6 +181,18 @@ class DatabaseSource(Source):
             if exc.step:  # a destination failed while we streamed: its step, not ours
                 raise
             raise self.fail(str(exc).removeprefix(f"{self.label}: ")) from None
+
+
+def database_client(job: Any, cfg: Any, tmp_dir: Path) -> Any:
+    """The client (Postgres or Mysql) for a database source's server. It reads the
+    password now: one that cannot be read is a ConfigError naming the job file."""
+    from vigil.sources.mysql import Mysql
+    from vigil.sources.postgres import Postgres
+
+    try:
+        return (Postgres if cfg.type == "postgres" else Mysql)(cfg, tmp_dir, f"{cfg.type} source {cfg.name}")
+    except ConfigError as exc:
+        raise ConfigError(f"{job.config_path}: {exc}") from None
 
 
 def feed(argv: list[str], env: dict[str, str], what: str, chunks: Iterable[bytes]) -> None:

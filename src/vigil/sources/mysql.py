@@ -147,9 +147,6 @@ class Mysql:
 class MysqlSource(DatabaseSource):
     kind, extension = "mysql", "sql"
 
-    def engine(self) -> Mysql:
-        return Mysql(self.cfg, self.ctx.tmp_dir or Path("/tmp"), self.label)
-
     def find_tools(self) -> None:
         Mysql.dump_tool()
         Mysql.client_tool()

@@ -265,9 +265,6 @@ class _Session:
 class PostgresSource(DatabaseSource):
     kind, extension = "postgres", "pgdump"
 
-    def engine(self) -> Postgres:
-        return Postgres(self.cfg, self.ctx.tmp_dir or Path("/tmp"), self.label)
-
     def find_tools(self) -> None:
         find_tool("pg_dump")
         find_tool("psql")

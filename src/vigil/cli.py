@@ -82,6 +82,11 @@ def _state(ctx: click.Context) -> State:
     return ctx.obj
 
 
+def _one_job(ctx: click.Context, job: str | None) -> list[Job]:
+    """The named job, or every job."""
+    return _state(ctx).jobs([job] if job else None)
+
+
 def _done(code: int) -> NoReturn:
     """End the command with this exit code (main() turns it into the process's)."""
     raise click.exceptions.Exit(code)
@@ -163,7 +168,7 @@ def list_(ctx: click.Context, job: str | None, as_json: bool) -> None:
     from vigil.destinations import make_destination
 
     rows: list[dict[str, Any]] = []
-    for j in _state(ctx).jobs([job] if job else None):
+    for j in _one_job(ctx, job):
         for dcfg in j.destination:
             try:
                 found = make_destination(dcfg).list(j.name)
@@ -216,7 +221,7 @@ def journals(jobs: list[Job]) -> dict[str, Journal]:
 @click.pass_context
 def runs(ctx: click.Context, job: str | None, as_json: bool, limit: int) -> None:
     """The run journal: every attempt, its outcome and who started it."""
-    selected = _state(ctx).jobs([job] if job else None)
+    selected = _one_job(ctx, job)
     names = {j.name for j in selected}
     rows = []
     for journal in journals(selected).values():
@@ -276,10 +281,6 @@ def health(ctx: click.Context, jobs: tuple[str, ...], fmt: str, notify: bool) ->
 
 
 # --- verify / restore -------------------------------------------------------------------
-
-
-def _one_job(ctx: click.Context, job: str | None) -> list[Job]:
-    return _state(ctx).jobs([job] if job else None)
 
 
 @app.command()
@@ -412,13 +413,14 @@ def doctor(ctx: click.Context, job: str | None, root: Path, strict: bool, test_n
     from vigil.doctor import OK, PROBLEM, WARNING, diagnose
 
     bad = 0
-    for j in _one_job(ctx, job):
+    jobs = _one_job(ctx, job)
+    for j in jobs:
         print(f"{j.name}:")
         for f in diagnose(j, root):
             print(f"  {f.level:<8} {f.check}: {f.message}" + (f"\n           fix: {f.fix}" if f.fix and f.level != OK else ""))
             bad += f.level == PROBLEM or (strict and f.level == WARNING)
     if test_notify:
-        bad += _send_tests(ctx, job)
+        bad += _send_tests(jobs)
     _done(EXIT_FAILED if bad else EXIT_OK)
 
 
@@ -514,18 +516,18 @@ def notify_flush(ctx: click.Context, jobs: tuple[str, ...]) -> None:
 @click.pass_context
 def notify_test(ctx: click.Context, job: str | None) -> None:
     """Send a test message on every channel (default: every job's) and report each result."""
-    _done(EXIT_FAILED if _send_tests(ctx, job) else EXIT_OK)
+    _done(EXIT_FAILED if _send_tests(_one_job(ctx, job)) else EXIT_OK)
 
 
-def _send_tests(ctx: click.Context, job: str | None) -> int:
-    """A test message on every channel of the job(s); the number that failed."""
+def _send_tests(jobs: list[Job]) -> int:
+    """A test message on every channel of the jobs; the number that failed."""
     import socket
 
     from vigil.notify import channels, deliver
     from vigil.notify.message import test_message
 
     failed = 0
-    for j in _state(ctx).jobs([job] if job else None):
+    for j in jobs:
         if not j.notify:
             print(f"{j.name}: no notification channels configured")
             continue

@@ -179,6 +179,18 @@ def test_postgres_wrong_password_fails_at_once(tmp_path, make_job, postgres, mon
             assert wrong.encode() not in f.read_bytes()
 
 
+
+def test_pg_dump_older_than_the_server_is_refused_with_what_to_install():
+    # The installed pg_dump is checked against the major version the server
+    # reports before a dump starts; a newer server than any client is refused.
+    from vigil.errors import BackupError
+    from vigil.sources.postgres import find_tool
+
+    assert "/bin/pg_dump" in find_tool("pg_dump", 9)
+    with pytest.raises(BackupError, match=r"^pg_dump 1\d cannot dump a PostgreSQL 99 server; "
+                                          r"install postgresql-client-99 or newer$"):
+        find_tool("pg_dump", 99)
+
 def _children_named(name: str, parent: int) -> list[int]:
     """Pids of `parent`'s children called `name` (not any such process on the machine:
     the other tests running beside this one have pg_dumps of their own)."""

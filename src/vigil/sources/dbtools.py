@@ -165,8 +165,9 @@ class DatabaseSource(Source):
         retry = self.ctx.job.retry
         several = self.cfg.databases is not None
         try:
-            with_retry(engine.check, attempts=retry.attempts, delay=retry.delay,
-                       what=f"{self.label}: connect", log=self.ctx.log)
+            if self.cfg.databases == "all":  # listed on the server; a dump connects (and is retried) itself
+                with_retry(engine.check, attempts=retry.attempts, delay=retry.delay,
+                           what=f"{self.label}: connect", log=self.ctx.log)
             for db in engine.databases():
                 name = f"db-{self.name}-{db}.{self.extension}.zst" if several else f"db-{self.name}.{self.extension}.zst"
 

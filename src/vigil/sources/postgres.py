@@ -64,6 +64,9 @@ def parse_dsn(dsn: str) -> tuple[dict[str, str], str | None]:
 
 @lru_cache(maxsize=None)
 def _version_of(binary: str) -> int:
+    debian = re.fullmatch(r"/usr/lib/postgresql/(\d+)/bin/\w+", binary)
+    if debian:  # the directory says it; asking the binary would cost a process per run
+        return int(debian.group(1))
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
     m = re.search(r"(\d+)(?:\.(\d+))?", out)
     return int(m.group(1)) if m else 0
@@ -165,8 +168,11 @@ class Postgres:
 
     def dump(self, database: str, write: Callable[[bytes], None]) -> dict[str, int]:
         """Stream a custom-format dump; return row counts of the same snapshot."""
-        pg_dump = find_tool("pg_dump", self.server_major)
         with self.env(database) as env, _Session(find_tool("psql"), env, self.label) as session:
+            # This session is also the connection check: one client start fewer before the dump.
+            [[version]] = session.query("SHOW server_version_num")
+            self.server_major = int(version) // 10000
+            pg_dump = find_tool("pg_dump", self.server_major)
             session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             # The counts run while pg_dump streams: one server process for
             # them, so that parallel workers do not take the cores pg_dump needs.

@@ -38,6 +38,17 @@ def default_vigil() -> str:
     return str(beside) if beside.exists() else shutil.which("vigil") or "vigil"
 
 
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds this machine has worked (all cores, servers included) and had
+    stolen by its hypervisor so far, from /proc/stat. Busy seconds count the
+    work a command caused wherever it ran (a database server's backends too);
+    steal says how much the shared host took away from this run."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 def timed(cmd: list[str] | str, *, shell: bool = False) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one command and its children."""
     start = time.perf_counter()

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Time `vigil run` of a postgres and a mysql source against `dump | zstd`, in the same run.
 
-    python bench/bench_db.py [--rows 1000000] [--repeat 3]
+    python bench/bench_db.py [--rows 1000000] [--repeat 5] [--engine postgres|mysql]
 
 Starts throw-away PostgreSQL and MariaDB servers (as the tests do), one after the other, fills
 each with a realistic orders table (names, e-mails, addresses, amounts,
 statuses, JSON notes: text that compresses like real data, not padding), then
 alternates `pg_dump -Fc -Z0 | zstd -T0 -3 > file` with `vigil run`, and
-`mariadb-dump --single-transaction ... | zstd -T0 -3 > file` with `vigil run`.
+`mariadb-dump --single-transaction ... | zstd -T0 -3 > file` with `vigil run`,
+after one warm-up round and in alternating order. Besides wall time it prints
+the CPU seconds the whole machine worked during each command (database server
+included) and the time the shared host stole: on a noisy machine the CPU
+figure says whether vigil does more work, the steal why a round was slow.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_backup import default_vigil, precompile, timed  # noqa: E402
+from bench_backup import default_vigil, machine_cpu, precompile, timed  # noqa: E402
 from dbservers import MY_PASSWORD, PG_PASSWORD, _pg_bin, start_mariadb, start_postgres  # noqa: E402
 
 PG_FILL = """
@@ -60,25 +64,41 @@ FROM seq_1_to_{rows};
 """
 
 
-def bench(label: str, baseline: str, job: Path, vigil: str, repeat: int, work: Path) -> tuple[float, float]:
-    base, ours = [], []
-    for i in range(repeat):
-        # sync first: vigil fsyncs its artifact, and on ext4 (data=ordered) that also writes
-        # out whatever the command before it left dirty, such as the baseline's output.
-        subprocess.run(["sync"])
-        base.append(timed(baseline, shell=True)[0])
-        shutil.rmtree(work / "dest", ignore_errors=True)
-        subprocess.run(["sync"])
-        ours.append(timed([vigil, "-q", "--config", str(job), "run"])[0])
-        print(f"{label} round {i + 1}: dump | zstd {base[-1]:.2f}s, vigil {ours[-1]:.2f}s", file=sys.stderr)
-    return statistics.median(base), statistics.median(ours)
+def bench(label: str, baseline: str, job: Path, vigil: str, repeat: int, work: Path) -> dict[str, list[float]]:
+    """Wall and machine CPU seconds of both commands, `repeat` rounds after a warm-up round.
+
+    The order alternates from round to round, so that load drifting on the
+    shared host favours neither command."""
+    commands = {"base": (baseline, True), "vigil": ([vigil, "-q", "--config", str(job), "run"], False)}
+    got: dict[str, list[float]] = {k: [] for k in ("base", "vigil", "base_cpu", "vigil_cpu", "steal")}
+    for i in range(repeat + 1):
+        for name in ("base", "vigil") if i % 2 else ("vigil", "base"):
+            cmd, shell = commands[name]
+            shutil.rmtree(work / "dest", ignore_errors=True)
+            # sync first: vigil fsyncs its artifact, and on ext4 (data=ordered) that also writes
+            # out whatever the command before it left dirty, such as the baseline's output.
+            subprocess.run(["sync"])
+            cpu, steal = machine_cpu()
+            took = timed(cmd, shell=shell)[0]
+            cpu_after, steal_after = machine_cpu()
+            if i:  # round 0 warms caches and the server up
+                got[name].append(took)
+                got[f"{name}_cpu"].append(cpu_after - cpu)
+                got["steal"].append(steal_after - steal)
+        if i:
+            print(f"{label} round {i}: dump | zstd {got['base'][-1]:.2f}s ({got['base_cpu'][-1]:.2f} CPU-s), "
+                  f"vigil {got['vigil'][-1]:.2f}s ({got['vigil_cpu'][-1]:.2f} CPU-s), "
+                  f"stolen {got['steal'][-2] + got['steal'][-1]:.2f}s", file=sys.stderr)
+    return got
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--vigil", default=default_vigil())
+    ap.add_argument("--engine", action="append", choices=("postgres", "mysql"),
+                    help="only this engine (repeatable; default: both)")
     args = ap.parse_args()
     precompile()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-db-"))
@@ -86,17 +106,21 @@ def main() -> None:
     try:
         # One engine at a time: a server still flushing its own bulk load in the
         # background would slow the other engine's rounds (vigil's fsync above all).
-        for kind in ("postgres", "mysql"):
+        for kind in args.engine or ("postgres", "mysql"):
             results[kind] = bench_engine(kind, args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.rows} orders; {args.repeat} rounds, medians:")
-    for kind, (size, base, ours) in results.items():
+    print(f"{args.rows} orders; {args.repeat} rounds after a warm-up, medians:")
+    for kind, (size, t) in results.items():
+        base, ours = statistics.median(t["base"]), statistics.median(t["vigil"])
+        paired = statistics.median(v / b for v, b in zip(t["vigil"], t["base"]))
         print(f"  {kind:<9} database {size / 1e6:.0f} MB: dump | zstd -T0 -3 {base:.2f} s, vigil run {ours:.2f} s,"
-              f" ratio {ours / base:.2f} (target <= 1.1)")
+              f" ratio {ours / base:.2f} (target <= 1.1), paired {paired:.2f};"
+              f" machine CPU {statistics.median(t['base_cpu']):.2f} vs {statistics.median(t['vigil_cpu']):.2f} s;"
+              f" stolen by the host {sum(t['steal']):.1f} s in all")
 
 
-def bench_engine(kind: str, args: argparse.Namespace, work: Path) -> tuple[int, float, float]:
+def bench_engine(kind: str, args: argparse.Namespace, work: Path) -> tuple[int, dict[str, list[float]]]:
     """Start and fill one server, time its rounds, stop it."""
     server = start_postgres() if kind == "postgres" else start_mariadb()
     try:
@@ -125,7 +149,7 @@ def bench_engine(kind: str, args: argparse.Namespace, work: Path) -> tuple[int, 
         job = work / f"{kind}.toml"
         job.write_text(f'name = "{kind}"\nstate_dir = "{work}/state"\n[[source]]\ntype = "{kind}"\n'
                        f'name = "db"\n{conn}[[destination]]\ntype = "local"\npath = "{work}/dest"\n')
-        return (int(size), *bench(kind, baseline, job, args.vigil, args.repeat, work))
+        return int(size), bench(kind, baseline, job, args.vigil, args.repeat, work)
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)

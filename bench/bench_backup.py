@@ -53,7 +53,9 @@ def timed(cmd: list[str] | str, *, shell: bool = False) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one command and its children."""
     start = time.perf_counter()
     try:
-        proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if shell:  # a pipeline fails when any of its commands does, not only the last
+            cmd = ["bash", "-o", "pipefail", "-c", cmd]  # type: ignore[list-item]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except FileNotFoundError:
         sys.exit(f"benchmark command not found: {cmd[0] if isinstance(cmd, list) else cmd} (give --vigil PATH)")
     _, status, usage = os.wait4(proc.pid, 0)

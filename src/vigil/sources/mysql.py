@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 from vigil.config import MysqlSource as MysqlConfig, read_secret
 from vigil.errors import BackupError
 from vigil.sources.dbtools import Child, DatabaseSource, child_env, feed, run, secret_file, which
+from vigil.sources.dumprows import DumpRowCounter
 
 FOOTER = b"-- Dump completed"
 SYSTEM_DBS = {"information_schema", "performance_schema", "mysql", "sys"}
@@ -33,14 +34,6 @@ def quote_literal(text: str) -> str:
 
 def _option_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _rows(batch_output: str) -> list[list[str]]:
-    return [line.split("\t") for line in batch_output.splitlines()]
-
-
-def _counts(rows: list[list[str]]) -> dict[str, int]:
-    return {table: int(n) for table, n in rows}
 
 
 def footer_ok(tail: bytes) -> bool:
@@ -80,17 +73,14 @@ class Mysql:
         with secret_file(self.tmp_dir, "\n".join(lines) + "\n", "my-") as path:
             yield f"--defaults-extra-file={path}"
 
-    def client(self, opt: str, statement: str, database: str | None = None) -> list[str]:
-        """The client's command line running `statement`, tab-separated rows out."""
-        argv = [self.client_tool(), opt, "--connect-timeout=10", "--batch", "--skip-column-names", "--raw",
-                "-e", statement]
-        return argv + [database] if database else argv
-
     def sql(self, statement: str, database: str | None = None) -> list[list[str]]:
         with self.defaults() as opt:
-            argv = self.client(opt, statement, database)
+            argv = [self.client_tool(), opt, "--connect-timeout=10", "--batch", "--skip-column-names", "--raw",
+                    "-e", statement]
+            if database:
+                argv.append(database)
             out = run(argv, child_env(), f"{self.label}: {Path(argv[0]).name}")
-        return _rows(out)
+        return [line.split("\t") for line in out.splitlines()]
 
     def check(self) -> None:
         self.sql("SELECT VERSION()")
@@ -103,50 +93,43 @@ class Mysql:
         assert self.cfg.database
         return [self.cfg.database]
 
-    def counts_sql(self, database: str) -> str | None:
-        """One consistent-snapshot statement counting every base table's rows, or None without tables."""
-        tables = [r[0] for r in self.sql(
+    def tables(self, database: str) -> list[str]:
+        return [r[0] for r in self.sql(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = "
             f"{quote_literal(database)} AND table_type = 'BASE TABLE' ORDER BY 1")]
-        if not tables:
-            return None
-        union = " UNION ALL ".join(f"SELECT {quote_literal(t)}, COUNT(*) FROM {quote_ident(t)}" for t in tables)
-        return f"START TRANSACTION WITH CONSISTENT SNAPSHOT; {union}; COMMIT"
 
-    def row_counts(self, database: str) -> dict[str, int]:
-        sql = self.counts_sql(database)
-        return _counts(self.sql(sql, database)) if sql else {}
+    def row_counts(self, database: str, tables: list[str] | None = None) -> dict[str, int]:
+        """COUNT(*) of every base table (or of `tables`), in one consistent snapshot."""
+        tables = self.tables(database) if tables is None else tables
+        if not tables:
+            return {}
+        union = " UNION ALL ".join(f"SELECT {quote_literal(t)}, COUNT(*) FROM {quote_ident(t)}" for t in tables)
+        rows = self.sql(f"START TRANSACTION WITH CONSISTENT SNAPSHOT; {union}; COMMIT", database)
+        return {table: int(n) for table, n in rows}
 
     def dump(self, database: str, write: Callable[[bytes], None]) -> dict[str, int]:
+        """Stream the dump; return the rows of every base table, read from the dump itself."""
+        tables = self.tables(database)  # also the connection check: a refused one is retried
+        counter = DumpRowCounter()
         tail = bytearray()
 
-        def keep_tail(chunk: bytes) -> None:
+        def take(chunk: bytes) -> None:
+            write(chunk)
+            counter.feed(chunk)
             tail.extend(chunk[-256:])
             del tail[:-256]
-            write(chunk)
 
-        counts_sql = self.counts_sql(database)  # also the connection check: a refused one is retried
-        out = bytearray()
-        with self.defaults() as opt:
-            # mariadb-dump cannot share its snapshot: the counts take their own, as the dump
-            # starts, and the server counts while the dump streams (counting first made the
-            # dump wait for it). Exact on a quiet database, approximate under writes.
-            counting = Child(self.client(opt, counts_sql, database), child_env(),
-                             f"{self.label}: row counts of {database}") if counts_sql else None
-            try:
-                with Child([self.dump_tool(), opt, *DUMP_OPTIONS, database], child_env(),
-                           f"{self.label}: dump of {database}") as child:
-                    child.stream_to(keep_tail)
-                    child.finish()
-                if counting:
-                    counting.stream_to(out.extend)
-                    counting.finish()
-            finally:
-                if counting:
-                    counting.kill()  # still counting when the dump failed
+        with self.defaults() as opt, Child([self.dump_tool(), opt, *DUMP_OPTIONS, database], child_env(),
+                                           f"{self.label}: dump of {database}") as child:
+            child.stream_to(take)
+            child.finish()
         if not footer_ok(bytes(tail)):
             raise BackupError(f"{self.label}: dump of {database} is truncated (no '-- Dump completed' footer)")
-        return _counts(_rows(out.decode()))
+        counts = {t: counter.rows.get(t, 0) for t in tables}
+        uncertain = sorted(counter.uncertain & counts.keys())
+        if uncertain:  # MySQL's one-line INSERTs: counted by the server, after the dump
+            counts.update(self.row_counts(database, uncertain))
+        return counts
 
     # --- restore side -------------------------------------------------------------
 

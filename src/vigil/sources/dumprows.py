@@ -103,7 +103,7 @@ class DumpRowCounter:
         rows = lines if self._row_on_insert_line else lines - 1
         if lines > 1:
             self._one_row_per_line = True
-        elif end >= 0 and data.find(b"),(", start, end) >= 0 or end < 0:
+        elif end < 0 or data.find(b"),(", start, end) >= 0:
             self._ambiguous.add(self._table)  # one line: one row, or many in MySQL's layout
         self.rows[self._table] += rows
         self._in_statement = False

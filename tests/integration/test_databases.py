@@ -355,9 +355,11 @@ def test_mariadb_backup_is_consistent_while_written(tmp_path, make_job, mariadb)
 
 
 
-def test_mysql_one_line_inserts_are_counted_by_the_server(tmp_path, make_job, mariadb):
+@pytest.mark.parametrize("header", ["MariaDB", "MySQL"])
+def test_mysql_one_line_inserts_are_counted_by_the_server(tmp_path, make_job, mariadb, header):
     # MySQL's mysqldump writes every INSERT on one line; there a "),(" inside a string
-    # looks like a row boundary, so those tables are counted on the server instead.
+    # looks like a row boundary, so those tables are counted on the server instead:
+    # beside the dump when its first line says MySQL, after it when the layout shows late.
     db = new_db("oneline")
     mariadb.root_sql(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
     mariadb.root_sql("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); "
@@ -367,13 +369,14 @@ def test_mysql_one_line_inserts_are_counted_by_the_server(tmp_path, make_job, ma
     bin_dir.mkdir()
     tool = bin_dir / "mariadb-dump"  # found before the real one: MySQL's layout, rows joined on one line
     tool.write_text(f"#!/bin/bash\nset -o pipefail\n{shutil.which('mariadb-dump')} \"$@\" "
-                    "| sed -z 's/VALUES\\n(/VALUES (/g; s/),\\n(/),(/g'\n")
+                    f"| sed -z 's/\\n-- MariaDB dump/\\n-- {header} dump/; s/VALUES\\n(/VALUES (/g; s/),\\n(/),(/g'\n")
     tool.chmod(0o755)
     job = my_job(make_job, tmp_path, mariadb, db)
-    vigil("run", config=job, check=0, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    proc = vigil("-v", "run", config=job, check=0, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert ("the server counts rows beside the dump" in proc.stderr) == (header == "MySQL")
     [backup] = committed(tmp_path / "backups")
     sql = zstandard.decompress((backup / "db-db.sql.zst").read_bytes(), max_output_size=1 << 30)
-    assert b"VALUES (1,'a),(b'),(2,'c'),(3,NULL);" in sql
+    assert f"\n-- {header} dump".encode() in sql[:512] and b"VALUES (1,'a),(b'),(2,'c'),(3,NULL);" in sql
     [art] = json.loads((backup / "manifest.json").read_text())["artifacts"]
     assert art["tables"] == {"notes": 3, "plain": 2}
     vigil("verify", "app", "latest", "--restore-test", config=job, check=0)

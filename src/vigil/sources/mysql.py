@@ -9,6 +9,8 @@ the process claims success.
 
 from __future__ import annotations
 
+import logging
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -112,8 +114,11 @@ class Mysql:
         tables = self.tables(database)  # also the connection check: a refused one is retried
         counter = DumpRowCounter()
         tail = bytearray()
+        on_server: list[_ServerCount] = []  # MySQL's layout: the server counts beside the dump
 
         def take(chunk: bytes) -> None:
+            if not tail and b"-- MySQL dump" in chunk[:512]:  # its first lines name the tool
+                on_server.append(_ServerCount(self, database, tables))
             write(chunk)
             counter.feed(chunk)
             tail.extend(chunk[-256:])
@@ -123,12 +128,17 @@ class Mysql:
                                            f"{self.label}: dump of {database}") as child:
             child.stream_to(take)
             child.finish()
+        for thread in on_server:
+            thread.join()
+            if thread.error is not None:
+                raise thread.error
         if not footer_ok(bytes(tail)):
             raise BackupError(f"{self.label}: dump of {database} is truncated (no '-- Dump completed' footer)")
         counts = {t: counter.rows.get(t, 0) for t in tables}
         uncertain = sorted(counter.uncertain & counts.keys())
-        if uncertain:  # MySQL's one-line INSERTs: counted by the server, after the dump
-            counts.update(self.row_counts(database, uncertain))
+        if uncertain:  # one-line INSERTs: the server's counts, in a snapshot of their own
+            server = on_server[0].counts if on_server else self.row_counts(database, uncertain)
+            counts.update({t: server[t] for t in uncertain})
         return counts
 
     # --- restore side -------------------------------------------------------------
@@ -152,6 +162,25 @@ class Mysql:
         with self.defaults() as opt:
             feed([self.client_tool(), opt, "--binary-mode", name], child_env(), f"{self.label}: load into {name}",
                  chunks)
+
+
+class _ServerCount(threading.Thread):
+    """COUNT(*) of every table on the server, while the dump streams."""
+
+    def __init__(self, engine: Mysql, database: str, tables: list[str]) -> None:
+        super().__init__(name="vigil-mysql-count", daemon=True)
+        self.engine, self.database, self.tables = engine, database, tables
+        self.counts: dict[str, int] = {}
+        self.error: BackupError | None = None
+        logging.getLogger("vigil").debug("%s: MySQL's one-line INSERTs: the server counts rows beside the dump",
+                                         engine.label)
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.counts = self.engine.row_counts(self.database, self.tables)
+        except BackupError as exc:
+            self.error = exc
 
 
 class MysqlSource(DatabaseSource):

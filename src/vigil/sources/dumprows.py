@@ -73,17 +73,15 @@ class DumpRowCounter:
                 return cut
             self._in_statement, self._lines = True, 0
             self._row_on_insert_line = data[insert + len(self._insert)] != 0x0A
-            start, pos = insert, insert + 1  # the statement's own INSERT is not its end
-        else:
-            start = pos
+            return insert + 1  # past the statement's own INSERT, which is not its end (and no newline)
         # Rows start with "(": the next INSERT or the UNLOCK line is where the statement is over.
         insert = _line_start(data, self._insert, pos, cut)
         bound = _first(_line_start(data, UNLOCK, pos, cut if insert < 0 else insert), insert, -1)
         if bound < 0:
-            self._lines += data.count(b"\n", start, cut)
+            self._lines += data.count(b"\n", pos, cut)
             return cut
-        self._lines += data.count(b"\n", start, bound)
-        self._close_statement(data, start, bound)
+        self._lines += data.count(b"\n", pos, bound)
+        self._close_statement(data, pos, bound)
         return bound
 
     def _close_statement(self, data: bytes, start: int, bound: int) -> None:

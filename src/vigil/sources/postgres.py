@@ -136,11 +136,17 @@ class Postgres:
                        "-c", sql], env, f"{self.label}: psql")
         return [line.split(SEP) for line in out.splitlines() if line]
 
+    VERSION_SQL = "SHOW server_version_num"
+
     def check(self) -> None:
         """Connect, learn the server version, make sure pg_dump can dump it."""
-        rows = self.psql("SHOW server_version_num")
-        self.server_major = int(rows[0][0]) // 10000
-        find_tool("pg_dump", self.server_major)
+        [[version]] = self.psql(self.VERSION_SQL)
+        self.pg_dump_for(version)
+
+    def pg_dump_for(self, server_version_num: str) -> str:
+        """The pg_dump that can dump a server reporting this version (BackupError if none)."""
+        self.server_major = int(server_version_num) // 10000
+        return find_tool("pg_dump", self.server_major)
 
     def databases(self) -> list[str]:
         if self.cfg.databases == "all":
@@ -170,9 +176,8 @@ class Postgres:
         """Stream a custom-format dump; return row counts of the same snapshot."""
         with self.env(database) as env, _Session(find_tool("psql"), env, self.label) as session:
             # This session is also the connection check: one client start fewer before the dump.
-            [[version]] = session.query("SHOW server_version_num")
-            self.server_major = int(version) // 10000
-            pg_dump = find_tool("pg_dump", self.server_major)
+            [[version]] = session.query(self.VERSION_SQL)
+            pg_dump = self.pg_dump_for(version)
             session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             # The counts run while pg_dump streams: one server process for
             # them, so that parallel workers do not take the cores pg_dump needs.

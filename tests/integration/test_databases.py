@@ -381,6 +381,27 @@ def test_mysql_one_line_inserts_are_counted_by_the_server(tmp_path, make_job, ma
     assert art["tables"] == {"notes": 3, "plain": 2}
     vigil("verify", "app", "latest", "--restore-test", config=job, check=0)
 
+@pytest.mark.parametrize("option", ["complete-insert", "skip-add-locks", "insert-ignore"])
+def test_mysql_dump_options_from_my_cnf_leave_counts_to_the_server(tmp_path, make_job, mariadb, option):
+    # The dump tool also reads the user's ~/.my.cnf: a [mysqldump] option there changes the
+    # statements (column lists, no LOCK lines, INSERT IGNORE) so rows are not where vigil
+    # reads them; those tables are counted on the server, and the counts stay exact.
+    db = new_db("mycnf")
+    mariadb.root_sql(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
+    mariadb.root_sql("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); "
+                     "INSERT INTO notes VALUES (1, 'a),(b'), (2, 'c'), (3, NULL); "
+                     "CREATE TABLE single (id INT PRIMARY KEY); INSERT INTO single VALUES (7)", db)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".my.cnf").write_text(f"[mysqldump]\n{option}\n")
+    job = my_job(make_job, tmp_path, mariadb, db)
+    vigil("run", config=job, check=0, env={"HOME": str(home)})
+    [backup] = committed(tmp_path / "backups")
+    [art] = json.loads((backup / "manifest.json").read_text())["artifacts"]
+    assert art["tables"] == {"notes": 3, "single": 1}
+    vigil("verify", "app", "latest", "--restore-test", config=job, check=0, env={"HOME": str(home)})
+
+
 def test_mariadb_server_down_and_wrong_password(tmp_path, make_job, mariadb):
     down = my_job(make_job, tmp_path, mariadb, "mysql", port=free_port())
     proc = vigil("run", config=down, check=1)

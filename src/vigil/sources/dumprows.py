@@ -9,18 +9,20 @@ MariaDB's dump tool writes extended INSERTs one row per line (MDEV-25152):
     /*!40000 ALTER TABLE `orders` ENABLE KEYS */;
     UNLOCK TABLES;
 
-A value never holds a raw newline (the dump escapes it as \\n), so in a
-table's data every line of an INSERT statement is one row, and a statement
-ends at the last line ending in `);` before the next INSERT or the UNLOCK.
-Counting newlines is C-speed work; the server's COUNT(*) would scan every
-table a second time. The scans here use long markers (fast to search for) and
-only look back a few lines for a statement's end.
+A value never holds a raw newline (the dump escapes it as \\n), so every line
+of an INSERT statement is one row, each ends in `),` or `);`, and the first
+`);` at a line's end closes the statement. Counting is newline counting
+(C speed, the one pass over every byte) plus a reverse search for `);\\n`
+(cheaper than a forward one here, and one search finds a block's every
+statement end); the dump's own LOCK/INSERT/UNLOCK lines are looked for only
+between statements. The server's COUNT(*) would scan every table a second
+time, in a snapshot of its own.
 
 MySQL's mysqldump and older MariaDB tools write a statement on one line,
 `(1,'a'),(2,'b')`, where a `),(` may also sit inside a string. A dump in
 which no statement spans lines and some line holds `),(` cannot be counted
 this way: `uncertain` names those tables, for the caller to count on the
-server.
+server, along with any table whose data does not look as above.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from __future__ import annotations
 LOCK = b"LOCK TABLES `"
 UNLOCK = b"UNLOCK TABLES;"
 END = b");\n"
-TAIL = 4096  # bytes kept from before each block: a statement's end may lie there
+# Lines a dump writes in a table's data besides its INSERTs: ALTER TABLE ... DISABLE/ENABLE
+# KEYS, and with --no-autocommit "set autocommit=0;" and "commit;".
+BETWEEN = (b"/*!", b"/*M!", b"set autocommit=0;", b"commit;", b"\n")
 
 
 class DumpRowCounter:
@@ -40,71 +44,78 @@ class DumpRowCounter:
         self._table: str | None = None  # inside this table's LOCK ... UNLOCK
         self._insert = b""  # how this table's INSERT lines start
         self._in_statement = False
-        self._lines = 0  # lines of the open statement counted so far (and any after its end)
+        self._statement_at = -1  # where the open statement's INSERT line is in the block, if it is there
+        self._lines = 0  # newlines of the open statement counted so far
         self._row_on_insert_line = True
+        self._ends: list[int] | None = None  # statement ends in the block from where first needed, descending
         self._carry = b""  # an incomplete last line
-        self._tail = b""  # the last TAIL bytes before the block being read
 
     def feed(self, chunk: bytes) -> None:
-        data = self._carry + chunk if self._carry else chunk
-        cut = data.rfind(b"\n") + 1  # whole lines only: every marker is a line start
-        self._carry = data[cut:]
-        pos = 0
+        first = chunk.find(b"\n") + 1
+        if not first:
+            self._carry += chunk
+            return
+        if self._carry:  # the line cut off by the last chunk, completed: a block of its own
+            head, self._carry = self._carry + chunk[:first], b""
+            self._block(head, 0, len(head))
+        else:
+            first = 0
+        cut = chunk.rfind(b"\n") + 1  # whole lines only: every marker is a line start
+        self._block(chunk, first, cut)
+        self._carry = chunk[cut:]
+
+    def _block(self, data: bytes, pos: int, cut: int) -> None:
+        self._ends = None
+        self._statement_at = -1
         while pos < cut:
             pos = self._step(data, pos, cut)
-        self._tail = (self._tail + data[max(0, cut - TAIL):cut])[-TAIL:]
 
     def _step(self, data: bytes, pos: int, cut: int) -> int:
         if self._table is None:
             i = _line_start(data, LOCK, pos, cut)
             return cut if i < 0 else self._lock(data, i)
-        if not self._in_statement:
-            insert = _line_start(data, self._insert, pos, cut)
-            stop = _line_start(data, UNLOCK, pos, cut if insert < 0 else insert)
-            # A LOCK line before this table's UNLOCK is not the dump's (it sits in a stored
-            # program's multi-line string): the next real one ends this table.
-            lock = _line_start(data, LOCK, pos, _first(stop, insert, cut))
-            if lock >= 0:
-                return self._lock(data, lock)
-            if stop >= 0:
-                self._table = None
-                return stop + len(UNLOCK)
-            if insert < 0:
-                return cut
-            self._in_statement, self._lines = True, 0
-            self._row_on_insert_line = data[insert + len(self._insert)] != 0x0A
-            return insert + 1  # past the statement's own INSERT, which is not its end (and no newline)
-        # Rows start with "(": the next INSERT or the UNLOCK line is where the statement is over.
+        if self._in_statement:
+            return self._statement(data, pos, cut)
         insert = _line_start(data, self._insert, pos, cut)
-        bound = _first(_line_start(data, UNLOCK, pos, cut if insert < 0 else insert), insert, -1)
-        if bound < 0:
+        stop = _line_start(data, UNLOCK, pos, cut if insert < 0 else insert)
+        nearest = _earliest(insert, stop)
+        # A LOCK line before this table's UNLOCK is not the dump's (it sits in a stored
+        # program's multi-line string): the next real one ends this table.
+        lock = _line_start(data, LOCK, pos, cut if nearest < 0 else nearest)
+        gap = _earliest(lock, nearest)
+        if not _between_statements(data, pos, cut if gap < 0 else gap):
+            self._broken.add(self._table)  # rows outside the INSERTs looked for: a layout not known here
+        if lock >= 0:
+            return self._lock(data, lock)
+        if stop >= 0:
+            self._table = None
+            return stop + len(UNLOCK)
+        if insert < 0:
+            return cut
+        self._in_statement, self._lines, self._statement_at = True, 0, insert
+        self._row_on_insert_line = data[insert + len(self._insert)] != 0x0A
+        return insert + 1  # past the statement's own INSERT, which is not its end (and no newline)
+
+    def _statement(self, data: bytes, pos: int, cut: int) -> int:
+        """Count the open statement's lines up to its end, or to the block's."""
+        assert self._table is not None
+        if self._ends is None:
+            self._ends = _ends(data, pos, cut)
+        while self._ends and self._ends[-1] < pos:
+            self._ends.pop()
+        if not self._ends:
             self._lines += data.count(b"\n", pos, cut)
             return cut
-        self._lines += data.count(b"\n", pos, bound)
-        self._close_statement(data, pos, bound)
-        return bound
-
-    def _close_statement(self, data: bytes, start: int, bound: int) -> None:
-        """The statement ends at the last `);` line before `bound`: drop the lines after it."""
-        assert self._table is not None
-        end = data.rfind(END, start, bound)
-        if end >= 0:
-            after = data.count(b"\n", end + len(END), bound)
-        else:
-            in_tail = self._tail.rfind(END) if start == 0 else -1
-            if in_tail < 0:  # not a statement as this module knows them
-                self._broken.add(self._table)
-                self._in_statement = False
-                return
-            after = self._tail.count(b"\n", in_tail + len(END)) + data.count(b"\n", 0, bound)
-        lines = self._lines - after
-        rows = lines if self._row_on_insert_line else lines - 1
-        if lines > 1:
+        end = self._ends.pop() + len(END)
+        self._lines += data.count(b"\n", pos, end)
+        rows = self._lines if self._row_on_insert_line else self._lines - 1
+        if self._lines > 1:
             self._one_row_per_line = True
-        elif end < 0 or data.find(b"),(", start, end) >= 0:
+        elif data.find(b"),(", self._statement_at, end) >= 0:
             self._ambiguous.add(self._table)  # one line: one row, or many in MySQL's layout
         self.rows[self._table] += rows
         self._in_statement = False
+        return end
 
     def _lock(self, data: bytes, i: int) -> int:
         """Enter the data of the table that the LOCK line at i names; where its line ends."""
@@ -118,13 +129,32 @@ class DumpRowCounter:
     @property
     def uncertain(self) -> set[str]:
         """Tables whose count this stream cannot tell (see the module's docstring)."""
-        return self._broken | (set() if self._one_row_per_line else self._ambiguous)
+        unfinished = {self._table} if self._in_statement and self._table is not None else set()
+        return self._broken | unfinished | (set() if self._one_row_per_line else self._ambiguous)
 
 
-def _first(a: int, b: int, default: int) -> int:
-    """The smaller of two found indexes (-1: not found), else default."""
-    found = [x for x in (a, b) if x >= 0]
-    return min(found) if found else default
+def _ends(data: bytes, pos: int, cut: int) -> list[int]:
+    """Every `);\\n` in data[pos:cut], last first (reverse searches skip faster here)."""
+    found = []
+    i = data.rfind(END, pos, cut)
+    while i >= 0:
+        found.append(i)
+        i = data.rfind(END, pos, i)
+    return found
+
+
+def _earliest(*found: int) -> int:
+    """The smallest of some found indexes (-1: not found), or -1."""
+    return min((i for i in found if i >= 0), default=-1)
+
+
+def _between_statements(data: bytes, pos: int, end: int) -> bool:
+    """Whether the lines in data[pos:end] are what a dump writes between a table's INSERTs."""
+    while pos < end:
+        if not data.startswith(BETWEEN, pos):
+            return False
+        pos = data.index(b"\n", pos) + 1
+    return True
 
 
 def _line_start(data: bytes, marker: bytes, pos: int, cut: int) -> int:

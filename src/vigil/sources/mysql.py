@@ -135,8 +135,9 @@ class Mysql:
         if not footer_ok(bytes(tail)):
             raise BackupError(f"{self.label}: dump of {database} is truncated (no '-- Dump completed' footer)")
         counts = {t: counter.rows.get(t, 0) for t in tables}
-        uncertain = sorted(counter.uncertain & counts.keys())
-        if uncertain:  # one-line INSERTs: the server's counts, in a snapshot of their own
+        # A table without its LOCK line (--skip-add-locks) has no data section found here.
+        uncertain = sorted((counter.uncertain | (counts.keys() - counter.rows.keys())) & counts.keys())
+        if uncertain:  # layouts not read here: the server's counts, in a snapshot of their own
             server = on_server[0].counts if on_server else self.row_counts(database, uncertain)
             counts.update({t: server[t] for t in uncertain})
         return counts

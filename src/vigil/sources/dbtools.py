@@ -8,6 +8,7 @@ in STATE_DIR/tmp (PGPASSFILE, --defaults-extra-file), never on a command line.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from abc import abstractmethod
@@ -24,6 +25,7 @@ from vigil.retry import with_retry
 from vigil.sources import ArtifactOutput, Source
 
 READ = 1 << 20
+PIPE_SIZE = 1 << 20
 STDERR_KEEP = 16 << 10
 
 # Server messages that mean "try again later", for PostgreSQL and MariaDB/MySQL.
@@ -88,6 +90,19 @@ def run(argv: list[str], env: dict[str, str], what: str, input_: bytes | None = 
     return proc.stdout.decode(errors="replace")
 
 
+def _widen(pipe: IO[bytes] | None) -> None:
+    """Give a dump's stdout a 1 MiB pipe: the dump then runs on while vigil compresses and
+    counts a chunk, where a 64 KiB pipe fills in under a millisecond and stalls it. Measured
+    with a 2M-row MariaDB: fewer idle CPU seconds, ~3% faster. A user over the
+    pipe-user-pages-soft quota keeps the default."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if pipe is not None and setpipe is not None:
+        try:
+            fcntl.fcntl(pipe.fileno(), setpipe, PIPE_SIZE)
+        except OSError:
+            pass
+
+
 class Child:
     """A producer process: stdout to read, stderr collected, exit checked."""
 
@@ -99,6 +114,8 @@ class Child:
                                          stdout=stdout, stderr=subprocess.PIPE, env=env)
         except FileNotFoundError:
             raise BackupError(f"{what}: {argv[0]} not found") from None
+        if stdout is subprocess.PIPE:
+            _widen(self.proc.stdout)
         self._err = bytearray()
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()

@@ -395,7 +395,8 @@ def test_mysql_dump_options_from_my_cnf_leave_counts_to_the_server(tmp_path, mak
     home.mkdir()
     (home / ".my.cnf").write_text(f"[mysqldump]\n{option}\n")
     job = my_job(make_job, tmp_path, mariadb, db)
-    vigil("run", config=job, check=0, env={"HOME": str(home)})
+    proc = vigil("-v", "run", config=job, check=0, env={"HOME": str(home)})
+    assert "rows of notes, single counted by the server" in proc.stderr
     [backup] = committed(tmp_path / "backups")
     [art] = json.loads((backup / "manifest.json").read_text())["artifacts"]
     assert art["tables"] == {"notes": 3, "single": 1}

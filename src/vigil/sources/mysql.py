@@ -135,9 +135,12 @@ class Mysql:
         if not footer_ok(bytes(tail)):
             raise BackupError(f"{self.label}: dump of {database} is truncated (no '-- Dump completed' footer)")
         counts = {t: counter.rows.get(t, 0) for t in tables}
-        # A table without its LOCK line (--skip-add-locks) has no data section found here.
-        uncertain = sorted((counter.uncertain | (counts.keys() - counter.rows.keys())) & counts.keys())
+        # A table without its LOCK line (skip-add-locks) has no data section found here.
+        unread = counter.uncertain | (set(tables) - counter.rows.keys())
+        uncertain = [t for t in tables if t in unread]
         if uncertain:  # layouts not read here: the server's counts, in a snapshot of their own
+            logging.getLogger("vigil").debug("%s: rows of %s counted by the server, not read from the dump",
+                                             self.label, ", ".join(uncertain))
             server = on_server[0].counts if on_server else self.row_counts(database, uncertain)
             counts.update({t: server[t] for t in uncertain})
         return counts

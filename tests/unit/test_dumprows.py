@@ -109,3 +109,11 @@ def test_no_autocommit_lines_between_statements_are_not_rows():
         b"UNLOCK TABLES;", b"commit;\nUNLOCK TABLES;")
     counter = count(HEAD + data + FOOT)
     assert counter.rows == {"t": 3} and counter.uncertain == set()
+
+
+def test_a_row_longer_than_many_chunks_is_one_row():
+    # A big BLOB's row is one line of megabytes, read in many chunks before its newline.
+    blob = b"(1,0x" + b"ab" * (3 << 20) + b")"
+    stream = HEAD + table("files", [[blob, b"(2,NULL)"], [blob]]) + FOOT
+    counter = count(stream, list(range(0, len(stream), 64 << 10)))
+    assert counter.rows == {"files": 3} and counter.uncertain == set()

@@ -48,21 +48,22 @@ class DumpRowCounter:
         self._lines = 0  # newlines of the open statement counted so far
         self._row_on_insert_line = True
         self._ends: list[int] | None = None  # statement ends in the block from where first needed, descending
-        self._carry = b""  # an incomplete last line
+        self._carry = bytearray()  # an incomplete last line
 
     def feed(self, chunk: bytes) -> None:
         first = chunk.find(b"\n") + 1
-        if not first:
+        if not first:  # a long line (a big BLOB's row): a bytearray grows without copying it all again
             self._carry += chunk
             return
         if self._carry:  # the line cut off by the last chunk, completed: a block of its own
-            head, self._carry = self._carry + chunk[:first], b""
+            self._carry += chunk[:first]
+            head, self._carry = bytes(self._carry), bytearray()
             self._block(head, 0, len(head))
         else:
             first = 0
         cut = chunk.rfind(b"\n") + 1  # whole lines only: every marker is a line start
         self._block(chunk, first, cut)
-        self._carry = chunk[cut:]
+        self._carry += chunk[cut:]
 
     def _block(self, data: bytes, pos: int, cut: int) -> None:
         self._ends = None

@@ -92,9 +92,9 @@ def run(argv: list[str], env: dict[str, str], what: str, input_: bytes | None = 
 
 def _widen(pipe: IO[bytes] | None) -> None:
     """Give a dump's stdout a 1 MiB pipe: the dump then runs on while vigil compresses and
-    counts a chunk, where a 64 KiB pipe fills in under a millisecond and stalls it. Measured
-    with a 2M-row MariaDB: fewer idle CPU seconds, ~3% faster. A user over the
-    pipe-user-pages-soft quota keeps the default."""
+    counts a chunk, where a 64 KiB pipe fills in under a millisecond and stalls it (a 2M-row
+    mariadb-dump waited ~1,100 times, ~130 now; docs/benchmarks.md, session 7). A user over
+    the pipe-user-pages-soft quota keeps the default."""
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
     if pipe is not None and setpipe is not None:
         try:

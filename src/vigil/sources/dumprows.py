@@ -12,9 +12,9 @@ MariaDB's dump tool writes extended INSERTs one row per line (MDEV-25152):
 A value never holds a raw newline (the dump escapes it as \\n), so every line
 of an INSERT statement is one row, each ends in `),` or `);`, and the first
 `);` at a line's end closes the statement. Counting is newline counting
-(C speed, the one pass over every byte) plus a reverse search for `);\\n`
-(cheaper than a forward one here, and one search finds a block's every
-statement end); the dump's own LOCK/INSERT/UNLOCK lines are looked for only
+(C speed, the one pass over every byte) plus one backward pass of `rfind`
+for `);\\n` that finds every statement end in a block (cheaper than `find` on
+this data); the dump's own LOCK/INSERT/UNLOCK lines are looked for only
 between statements. The server's COUNT(*) would scan every table a second
 time, in a snapshot of its own.
 

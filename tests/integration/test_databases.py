@@ -355,16 +355,21 @@ def test_mariadb_backup_is_consistent_while_written(tmp_path, make_job, mariadb)
 
 
 
+def notes_db(mariadb, prefix: str, more: str) -> str:
+    """A new database whose `notes` hold a "),(" inside a string, and the tables that `more` makes."""
+    db = new_db(prefix)
+    mariadb.root_sql(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
+    mariadb.root_sql("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); "
+                     f"INSERT INTO notes VALUES (1, 'a),(b'), (2, 'c'), (3, NULL); {more}", db)
+    return db
+
+
 @pytest.mark.parametrize("header", ["MariaDB", "MySQL"])
 def test_mysql_one_line_inserts_are_counted_by_the_server(tmp_path, make_job, mariadb, header):
     # MySQL's mysqldump writes every INSERT on one line; there a "),(" inside a string
     # looks like a row boundary, so those tables are counted on the server instead:
     # beside the dump when its first line says MySQL, after it when the layout shows late.
-    db = new_db("oneline")
-    mariadb.root_sql(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
-    mariadb.root_sql("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); "
-                     "INSERT INTO notes VALUES (1, 'a),(b'), (2, 'c'), (3, NULL); "
-                     "CREATE TABLE plain (id INT PRIMARY KEY); INSERT INTO plain VALUES (1), (2)", db)
+    db = notes_db(mariadb, "oneline", "CREATE TABLE plain (id INT PRIMARY KEY); INSERT INTO plain VALUES (1), (2)")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     tool = bin_dir / "mariadb-dump"  # found before the real one: MySQL's layout, rows joined on one line
@@ -381,16 +386,13 @@ def test_mysql_one_line_inserts_are_counted_by_the_server(tmp_path, make_job, ma
     assert art["tables"] == {"notes": 3, "plain": 2}
     vigil("verify", "app", "latest", "--restore-test", config=job, check=0)
 
+
 @pytest.mark.parametrize("option", ["complete-insert", "skip-add-locks", "insert-ignore"])
 def test_mysql_dump_options_from_my_cnf_leave_counts_to_the_server(tmp_path, make_job, mariadb, option):
     # The dump tool also reads the user's ~/.my.cnf: a [mysqldump] option there changes the
     # statements (column lists, no LOCK lines, INSERT IGNORE) so rows are not where vigil
     # reads them; those tables are counted on the server, and the counts stay exact.
-    db = new_db("mycnf")
-    mariadb.root_sql(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
-    mariadb.root_sql("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); "
-                     "INSERT INTO notes VALUES (1, 'a),(b'), (2, 'c'), (3, NULL); "
-                     "CREATE TABLE single (id INT PRIMARY KEY); INSERT INTO single VALUES (7)", db)
+    db = notes_db(mariadb, "mycnf", "CREATE TABLE single (id INT PRIMARY KEY); INSERT INTO single VALUES (7)")
     home = tmp_path / "home"
     home.mkdir()
     (home / ".my.cnf").write_text(f"[mysqldump]\n{option}\n")

@@ -30,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from bench_backup import default_vigil, machine_cpu, precompile, timed  # noqa: E402
-from vigil.sources.mysql import DUMP_OPTIONS as MYSQL_DUMP_OPTIONS  # noqa: E402
+from vigil.config import load_job_file  # noqa: E402
+from vigil.sources.mysql import DUMP_OPTIONS, Mysql  # noqa: E402
 from dbservers import MY_PASSWORD, PG_PASSWORD, _pg_bin, start_mariadb, start_postgres  # noqa: E402
 
 PG_FILL = """
@@ -149,23 +150,22 @@ def bench_engine(kind: str, args: argparse.Namespace, work: Path) -> tuple[int, 
             (work / "mypass").write_text(MY_PASSWORD)
             conn = (f'host = "127.0.0.1"\nport = {server.port}\nuser = "{server.user}"\n'
                     f'password_file = "{work}/mypass"\ndatabase = "shop"\n')
-            # The same user, connection and options as vigil's dump: as root over the socket,
-            # the same dump ran 0.4-0.7 s slower here, which flattered vigil.
-            client = work / "client.cnf"
-            quoted = MY_PASSWORD.replace("\\", "\\\\").replace('"', '\\"')
-            client.write_text(f'[client]\nhost=127.0.0.1\nport={server.port}\nuser={server.user}\npassword="{quoted}"\n')
-            client.chmod(0o600)
-            baseline = (f"mariadb-dump --defaults-extra-file={client} {' '.join(MYSQL_DUMP_OPTIONS)} shop"
-                        f" | zstd -q -T0 -3 > {work}/base.zst")
             size = server.root_sql("SELECT SUM(data_length + index_length) FROM information_schema.tables "
                                    "WHERE table_schema = 'shop'")
         job = work / f"{kind}.toml"
         job.write_text(f'name = "{kind}"\nstate_dir = "{work}/state"\n[[source]]\ntype = "{kind}"\n'
                        f'name = "db"\n{conn}[[destination]]\ntype = "local"\npath = "{work}/dest"\n')
-        return int(size), bench(kind, baseline, job, args.vigil, args.repeat, work)
+        if kind == "postgres":
+            return int(size), bench(kind, baseline, job, args.vigil, args.repeat, work)
+        # The same user, connection and options as vigil's dump, from vigil's own option file:
+        # as root over the socket, the same dump ran 0.4-0.7 s slower here, which flattered vigil.
+        with Mysql(load_job_file(job).source_named("db"), work, "bench").defaults() as client:
+            baseline = f"mariadb-dump {client} {' '.join(DUMP_OPTIONS)} shop | zstd -q -T0 -3 > {work}/base.zst"
+            return int(size), bench(kind, baseline, job, args.vigil, args.repeat, work)
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
 
 if __name__ == "__main__":
     main()

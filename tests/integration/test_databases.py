@@ -180,7 +180,6 @@ def test_postgres_wrong_password_fails_at_once(tmp_path, make_job, postgres, mon
             assert wrong.encode() not in f.read_bytes()
 
 
-
 def test_pg_dump_older_than_the_server_is_refused_with_what_to_install():
     # The installed pg_dump is checked against the major version the server
     # reports before a dump starts; a newer server than any client is refused.
@@ -191,6 +190,7 @@ def test_pg_dump_older_than_the_server_is_refused_with_what_to_install():
     with pytest.raises(BackupError, match=r"^pg_dump 1\d cannot dump a PostgreSQL 99 server; "
                                           r"install postgresql-client-99 or newer$"):
         find_tool("pg_dump", 99)
+
 
 def _children_named(name: str, parent: int) -> list[int]:
     """Pids of `parent`'s children called `name` (not any such process on the machine:
@@ -352,7 +352,6 @@ def test_mariadb_backup_is_consistent_while_written(tmp_path, make_job, mariadb)
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["artifacts"][0]["tables"]["ledger"] == count  # read from the dump: its snapshot exactly
     vigil("verify", "app", "latest", "--restore-test", config=job, check=0)
-
 
 
 def notes_db(mariadb, prefix: str, more: str) -> str:

@@ -117,3 +117,16 @@ def test_a_row_longer_than_many_chunks_is_one_row():
     stream = HEAD + table("files", [[blob, b"(2,NULL)"], [blob]]) + FOOT
     counter = count(stream, list(range(0, len(stream), 64 << 10)))
     assert counter.rows == {"files": 3} and counter.uncertain == set()
+
+
+@pytest.mark.parametrize("chunk", [4096, 65536, 1 << 20])
+def test_narrow_and_wide_rows_in_turn_are_counted_exactly(chunk):
+    # Long rows are counted with memchr jumps and short ones byte by byte; a dump that
+    # switches between them, within a table and from table to table, counts the same.
+    narrow = [b"(%d)" % i for i in range(30000)]
+    wide = [b"(%d,'%s')" % (i, b"w" * 180) for i in range(6000)]
+    dump = (HEAD + table("narrow", [narrow[:15000], narrow[15000:]]) + table("wide", [wide[:2500], wide[2500:]])
+            + table("mixed", [wide[:3000], narrow, wide[3000:]]) + table("tail", [narrow[:5]]) + FOOT)
+    counter = count(dump, list(range(chunk, len(dump), chunk)))
+    assert counter.rows == {"narrow": 30000, "wide": 6000, "mixed": 36000, "tail": 5}
+    assert counter.uncertain == set()

@@ -12,7 +12,7 @@ MariaDB's dump tool writes extended INSERTs one row per line (MDEV-25152):
 A value never holds a raw newline (the dump escapes it as \\n), so every line
 of an INSERT statement is one row, each ends in `),` or `);`, and the first
 `);` at a line's end closes the statement. Counting is newline counting
-(C speed, the one pass over every byte) plus one backward pass of `rfind`
+(C speed, the one pass over every byte; see `_newlines`) plus one backward pass of `rfind`
 for `);\\n` that finds every statement end in a block (cheaper than `find` on
 this data); the dump's own LOCK/INSERT/UNLOCK lines are looked for only
 between statements. The server's COUNT(*) would scan every table a second
@@ -30,6 +30,8 @@ from __future__ import annotations
 LOCK = b"LOCK TABLES `"
 UNLOCK = b"UNLOCK TABLES;"
 END = b");\n"
+SAMPLE = 4096  # ranges shorter than this are counted plainly and say nothing of row length
+LONG_ROW = 64  # bytes per row from which memchr's jumps pay
 # Lines a dump writes in a table's data besides its INSERTs: ALTER TABLE ... DISABLE/ENABLE
 # KEYS, and with --no-autocommit "set autocommit=0;" and "commit;".
 BETWEEN = (b"/*!", b"/*M!", b"set autocommit=0;", b"commit;", b"\n")
@@ -49,6 +51,7 @@ class DumpRowCounter:
         self._row_on_insert_line = True
         self._ends: list[int] | None = None  # statement ends in the block from where first needed, descending
         self._carry = bytearray()  # an incomplete last line
+        self._long_lines = False  # rows seen so far are long enough for _newlines' memchr path
 
     def feed(self, chunk: bytes) -> None:
         first = chunk.find(b"\n") + 1
@@ -105,10 +108,10 @@ class DumpRowCounter:
         while self._ends and self._ends[-1] < pos:
             self._ends.pop()
         if not self._ends:
-            self._lines += data.count(b"\n", pos, cut)
+            self._lines += self._newlines(data, pos, cut)
             return cut
         end = self._ends.pop() + len(END)
-        self._lines += data.count(b"\n", pos, end)
+        self._lines += self._newlines(data, pos, end)
         rows = self._lines if self._row_on_insert_line else self._lines - 1
         if self._lines > 1:
             self._one_row_per_line = True
@@ -117,6 +120,21 @@ class DumpRowCounter:
         self.rows[self._table] += rows
         self._in_statement = False
         return end
+
+    def _newlines(self, data: bytes, pos: int, end: int) -> int:
+        """data.count(b"\\n", pos, end), twice as fast on long rows: CPython's count of one
+        byte tests every byte, where replace() jumps from newline to newline with memchr
+        (170-byte rows: 0.21 against 0.43 ms per MiB). On rows under ~48 bytes the jumps
+        cost more than they skip, so the row length last seen picks the way."""
+        if end - pos < SAMPLE:
+            return data.count(b"\n", pos, end)
+        if self._long_lines:
+            part = data[pos:end]
+            found = len(part) - len(part.replace(b"\n", b""))
+        else:
+            found = data.count(b"\n", pos, end)
+        self._long_lines = end - pos >= LONG_ROW * found
+        return found
 
     def _lock(self, data: bytes, i: int) -> int:
         """Enter the data of the table that the LOCK line at i names; where its line ends."""

@@ -12,11 +12,11 @@ MariaDB's dump tool writes extended INSERTs one row per line (MDEV-25152):
 A value never holds a raw newline (the dump escapes it as \\n), so every line
 of an INSERT statement is one row, each ends in `),` or `);`, and the first
 `);` at a line's end closes the statement. Counting is newline counting
-(C speed, the one pass over every byte; see `_newlines`) plus one backward pass of `rfind`
-for `);\\n` that finds every statement end in a block (cheaper than `find` on
-this data); the dump's own LOCK/INSERT/UNLOCK lines are looked for only
-between statements. The server's COUNT(*) would scan every table a second
-time, in a snapshot of its own.
+(C speed, the one pass over every byte: `_newlines`) plus one backward pass
+of `rfind` for `);\\n` that finds every statement end in a block (cheaper
+than `find` on this data); the dump's own LOCK/INSERT/UNLOCK lines are
+looked for only between statements. The server's COUNT(*) would scan every
+table a second time, in a snapshot of its own.
 
 MySQL's mysqldump and older MariaDB tools write a statement on one line,
 `(1,'a'),(2,'b')`, where a `),(` may also sit inside a string. A dump in

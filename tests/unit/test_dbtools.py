@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import resource
 import subprocess
 import sys
 
-from vigil.sources.dbtools import Child, child_env
+import pytest
+
+from vigil.errors import BackupError
+from vigil.sources.dbtools import Child, child_env, feed
 
 
 def test_a_dump_runs_up_to_a_mebibyte_ahead_of_its_reader():
@@ -55,3 +60,33 @@ def test_a_dump_that_pauses_and_ends_is_read_to_its_last_byte():
         child.stream_to(chunks.append)
         child.finish()
     assert b"".join(chunks) == b"0;1;2;3;4;"
+
+
+# A consumer like pg_restore: reads of 4 KiB, then the SHA-256 of all it read into a file.
+SMALL_READS = """
+import hashlib, os, sys, time
+sha = hashlib.sha256()
+while block := os.read(0, 4096):
+    sha.update(block)
+    busy = time.perf_counter() + 20e-6
+    while time.perf_counter() < busy:
+        pass
+open(sys.argv[1], "w").write(sha.hexdigest())
+"""
+
+
+def test_a_restore_fed_to_a_slow_reader_wakes_vigil_rarely(tmp_path):
+    # The mirror image: a writer blocked on a full pipe wakes for every 4 KiB the reader takes.
+    data = [os.urandom(1 << 20) for _ in range(4)]
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    feed([sys.executable, "-c", SMALL_READS, str(tmp_path / "sha")], child_env(), "reader", data)
+    woken = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before
+    assert (tmp_path / "sha").read_text() == hashlib.sha256(b"".join(data)).hexdigest()
+    assert woken < 200, f"{woken} wake-ups for 1,024 reads"
+
+
+def test_a_reader_that_stops_early_is_not_waited_for_and_its_failure_is_reported():
+    data = [b"x" * (1 << 20)] * 8
+    feed(["sh", "-c", "head -c 1000 >/dev/null"], child_env(), "reader", data)  # exits 0: fine
+    with pytest.raises(BackupError, match="boom"):
+        feed(["sh", "-c", "head -c 1000 >/dev/null; echo boom >&2; exit 3"], child_env(), "reader", data)

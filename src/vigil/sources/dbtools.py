@@ -95,8 +95,8 @@ def run(argv: list[str], env: dict[str, str], what: str, input_: bytes | None = 
 
 
 def _widen(pipe: IO[bytes]) -> bool:
-    """Give a dump's stdout a 1 MiB pipe: the dump then runs on while vigil compresses and
-    counts a chunk, where a 64 KiB pipe fills in under a millisecond and stalls it (a 2M-row
+    """Give a child's stdout or stdin a 1 MiB pipe: a dump then runs on while vigil compresses
+    and counts a chunk, where a 64 KiB pipe fills in under a millisecond and stalls it (a 2M-row
     mariadb-dump waited ~1,100 times, ~130 now; docs/benchmarks.md, session 7). A user over
     the pipe-user-pages-soft quota keeps the default: False."""
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
@@ -109,10 +109,28 @@ def _widen(pipe: IO[bytes]) -> bool:
 
 
 def _available(fd: int) -> int:
-    """Bytes waiting in a pipe."""
+    """Bytes queued in a pipe (either end)."""
     count = array.array("i", [0])
     fcntl.ioctl(fd, termios.FIONREAD, count)
     return count[0]
+
+
+def _closed(fd: int) -> select.poll:
+    """A poll that reports only the other end's close (POLLHUP, POLLERR), not data or room."""
+    poll = select.poll()
+    poll.register(fd, 0)
+    return poll
+
+
+def _wait(fd: int, closed: select.poll, ready: Callable[[int], bool]) -> None:
+    """Sleep until ready(bytes queued in the pipe) or the other end is closed: 1 ms at a time
+    while the other side moves, doubling up to 64 ms while it is still (a server sorting, a
+    lock wait), so that it is looked at less often."""
+    pause, queued = MIN_PAUSE_MS, _available(fd)
+    while not ready(queued) and not closed.poll(pause):
+        now = _available(fd)
+        pause = MIN_PAUSE_MS if now != queued else min(2 * pause, MAX_PAUSE_MS)
+        queued = now
 
 
 class Child:
@@ -155,15 +173,9 @@ class Child:
                 write(chunk)
             return
         fd = self.proc.stdout.fileno()
-        hangup = select.poll()
-        hangup.register(fd, 0)  # no POLLIN: only the writer's close ends a wait early
+        closed = _closed(fd)
         while True:
-            pause, seen = MIN_PAUSE_MS, _available(fd)
-            while seen < PIPE_SIZE // 2 and not hangup.poll(pause):
-                now = _available(fd)
-                # A dump that is not writing (the server sorting, a lock wait) is looked at less often.
-                pause = MIN_PAUSE_MS if now > seen else min(2 * pause, MAX_PAUSE_MS)
-                seen = now
+            _wait(fd, closed, lambda queued: queued >= PIPE_SIZE // 2)
             chunk = os.read(fd, READ)
             if not chunk:
                 return
@@ -248,17 +260,36 @@ def database_client(job: Any, cfg: Any, tmp_dir: Path) -> Any:
 
 
 def feed(argv: list[str], env: dict[str, str], what: str, chunks: Iterable[bytes]) -> None:
-    """Write chunks to a child's stdin; its failure wins over a broken pipe."""
+    """Write chunks to a child's stdin; its failure wins over a broken pipe.
+
+    The mirror of Child.stream_to: pg_restore and mariadb read 4 KiB at a
+    time, and a writer blocked on a full pipe is woken for each read (67,000
+    times for the 311 MB of a 2M-row pg_restore check; ~500 now). With a
+    1 MiB pipe vigil writes half of it at a time, once that much is free."""
     with Child(argv, env, what, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
         stdin = child.proc.stdin
         assert stdin is not None
+        write = _roomy_writer(stdin.fileno()) if _widen(stdin) else stdin.write
         try:
             for chunk in chunks:
-                stdin.write(chunk)
+                write(chunk)
             stdin.close()
         except BrokenPipeError:
             pass
         child.finish()
+
+
+def _roomy_writer(fd: int) -> Callable[[bytes], None]:
+    """Writes to a wide pipe that first wait until half of it is free."""
+    closed = _closed(fd)
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            _wait(fd, closed, lambda queued: queued <= PIPE_SIZE // 2)
+            view = view[os.write(fd, view[:PIPE_SIZE // 2]):]  # fits; a reader gone: BrokenPipeError
+
+    return write
 
 
 def child_env(**extra: str) -> dict[str, str]:

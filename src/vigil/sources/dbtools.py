@@ -30,7 +30,7 @@ from vigil.sources import ArtifactOutput, Source
 READ = 1 << 20
 PIPE_SIZE = 1 << 20
 STDERR_KEEP = 16 << 10
-MIN_PAUSE_MS, MAX_PAUSE_MS = 1, 64  # waits for a dump to fill its pipe
+MIN_PAUSE_MS, MAX_PAUSE_MS = 1, 64  # _wait: how long it sleeps between looks at a pipe
 
 # Server messages that mean "try again later", for PostgreSQL and MariaDB/MySQL.
 TRANSIENT = re.compile(

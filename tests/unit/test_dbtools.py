@@ -1,4 +1,4 @@
-"""The dump child process: how far it may run ahead of vigil reading it."""
+"""Child processes on pipes: how far a dump may run ahead of vigil, and how often either side wakes vigil."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def test_a_dump_runs_up_to_a_mebibyte_ahead_of_its_reader():
     assert len(got) == 983040
 
 
+def wake_ups() -> int:
+    """Voluntary context switches of this thread so far: one per wait on a pipe."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+
+
 # A producer like mariadb-dump: a 4 KiB write every ~40 us (100 MB/s), slower than vigil reads.
 SMALL_WRITES = """
 import os, time
@@ -43,9 +48,9 @@ def test_a_dump_written_in_small_pieces_is_read_with_few_wake_ups():
     # pipe to fill halfway costs a few dozen wake-ups and hands over chunks of 512 KiB or more.
     chunks: list[bytes] = []
     with Child([sys.executable, "-c", SMALL_WRITES], child_env(), "writer") as child:
-        before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+        before = wake_ups()
         child.stream_to(chunks.append)
-        woken = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before
+        woken = wake_ups() - before
         child.finish()
     assert b"".join(chunks) == b"".join(i.to_bytes(4, "big") * 1024 for i in range(1024))
     assert all(len(c) >= 512 << 10 for c in chunks[:-1]), [len(c) for c in chunks]
@@ -78,9 +83,9 @@ open(sys.argv[1], "w").write(sha.hexdigest())
 def test_a_restore_fed_to_a_slow_reader_wakes_vigil_rarely(tmp_path):
     # The mirror image: a writer blocked on a full pipe wakes for every 4 KiB the reader takes.
     data = [os.urandom(1 << 20) for _ in range(4)]
-    before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    before = wake_ups()
     feed([sys.executable, "-c", SMALL_READS, str(tmp_path / "sha")], child_env(), "reader", data)
-    woken = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before
+    woken = wake_ups() - before
     assert (tmp_path / "sha").read_text() == hashlib.sha256(b"".join(data)).hexdigest()
     assert woken < 200, f"{woken} wake-ups for 1,024 reads"
 

@@ -1,5 +1,5 @@
 """Allows `python -m vigil`."""
 
-from vigil.cli import main
+from vigil.cli.app import main
 
 main()

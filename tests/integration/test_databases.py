@@ -184,7 +184,7 @@ def test_pg_dump_older_than_the_server_is_refused_with_what_to_install():
     # The installed pg_dump is checked against the major version the server
     # reports before a dump starts; a newer server than any client is refused.
     from vigil.errors import BackupError
-    from vigil.sources.postgres import find_tool
+    from vigil.sources.db.postgres import find_tool
 
     assert "/bin/pg_dump" in find_tool("pg_dump", 9)
     with pytest.raises(BackupError, match=r"^pg_dump 1\d cannot dump a PostgreSQL 99 server; "

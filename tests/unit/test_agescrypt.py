@@ -8,8 +8,7 @@ import os
 import pyrage
 import pytest
 
-from vigil import agescrypt
-from vigil.errors import BackupError
+from vigil.formats import agescrypt
 
 PHRASE = "correct horse battery staple"
 CHUNK = agescrypt.CHUNK
@@ -66,14 +65,14 @@ def test_every_artifact_gets_its_own_salt_and_key() -> None:
 
 
 def test_wrong_passphrase_is_named() -> None:
-    with pytest.raises(BackupError, match="wrong passphrase"):
+    with pytest.raises(agescrypt.AgeError, match="wrong passphrase"):
         decrypt(encrypt(b"secret"), "not it")
 
 
 def test_flipped_payload_byte_fails_authentication() -> None:
     blob = bytearray(encrypt(os.urandom(3 * CHUNK)))
     blob[-CHUNK] ^= 1
-    with pytest.raises(BackupError, match="fails authentication"):
+    with pytest.raises(agescrypt.AgeError, match="fails authentication"):
         decrypt(bytes(blob))
 
 
@@ -82,7 +81,7 @@ def test_truncation_is_detected(cut: int) -> None:
     # Cut exactly at a chunk boundary (the earlier chunk is not marked last)
     # or one byte short: neither may pass as a complete stream.
     blob = encrypt(os.urandom(3 * CHUNK))
-    with pytest.raises(BackupError, match="damaged or truncated|truncated"):
+    with pytest.raises(agescrypt.AgeError, match="damaged or truncated|truncated"):
         decrypt(blob[:-cut])
 
 
@@ -90,17 +89,17 @@ def test_edited_header_is_refused() -> None:
     lines = encrypt(b"data").split(b"\n")
     # A second stanza next to the scrypt one: not a valid passphrase file.
     extra = b"\n".join(lines[:3] + [b"-> grease x", b""] + lines[3:])
-    with pytest.raises(BackupError, match="damaged age header"):
+    with pytest.raises(agescrypt.AgeError, match="damaged age header"):
         decrypt(extra)
     # A different MAC: the header was not written with this file key.
     mac = lines[3].split(b" ")[1]
     lines[3] = b"--- " + (b"A" if mac[:1] != b"A" else b"B") + mac[1:]
-    with pytest.raises(BackupError, match="MAC mismatch"):
+    with pytest.raises(agescrypt.AgeError, match="MAC mismatch"):
         decrypt(b"\n".join(lines))
 
 
 def test_not_an_age_file() -> None:
-    with pytest.raises(BackupError, match="not an age"):
+    with pytest.raises(agescrypt.AgeError, match="not an age"):
         decrypt(b"\x28\xb5\x2f\xfd garbage")
 
 
@@ -109,5 +108,5 @@ def test_absurd_work_factor_is_refused_before_any_work() -> None:
     lines = blob.split(b"\n")
     salt = lines[1].split(b" ")[2]
     lines[1] = b"-> scrypt " + salt + b" 40"
-    with pytest.raises(BackupError, match="work factor"):
+    with pytest.raises(agescrypt.AgeError, match="work factor"):
         decrypt(b"\n".join(lines))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from vigil.sources.dumprows import DumpRowCounter
+from vigil.sources.db.dumprows import DumpRowCounter
 
 HEAD = b"-- MariaDB dump 10.19-10.11.14-MariaDB, for debian-linux-gnu (x86_64)\n--\n"
 FOOT = b"/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n\n-- Dump completed on 2026-11-27  7:22:31\n"

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings, strategies as st
 
-from vigil.health import (
+from vigil.actions.health import (
     CRITICAL, OK, WARNING, Facts, JobHealth, Newest, evaluate, render_nagios, render_prometheus, transition,
 )
-from vigil.journal import RunRow
+from vigil.state.journal import RunRow
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 T = NOW.timestamp()

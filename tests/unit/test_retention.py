@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 from hypothesis import given, settings, strategies as st
 
-from vigil.config import Retention
-from vigil.retention import Backup, decide
+from vigil.config.schema import Retention
+from vigil.actions.retention import Backup, decide
 
 UTC = timezone.utc
 

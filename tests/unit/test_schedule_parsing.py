@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.config import Job, parse_job
-from vigil.schedule import _on_calendar_to_cron, cron_to_on_calendar, runs_job
+from vigil.config.schema import Job, parse_job
+from vigil.actions.schedule import _on_calendar_to_cron, cron_to_on_calendar, runs_job
 
 
 def job(**kw) -> Job:

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from vigil.tarreader import TarFormatError, TarStream
+from vigil.formats.tarreader import TarFormatError, TarStream
 
 
 class Trickle(io.BytesIO):
@@ -112,6 +112,6 @@ def test_absurd_extended_header_is_refused_not_buffered() -> None:
     (b"\xff" * 11 + b"\xfe", -2),  # GNU base-256, negative (a date before 1970)
 ])
 def test_numeric_header_fields(field: bytes, value: int) -> None:
-    from vigil.tarreader import _num
+    from vigil.formats.tarreader import _num
 
     assert _num(field) == value

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from vigil import tarheader as th
-from vigil.manifest import Artifact, Manifest, is_backup_id, new_backup_id
+from vigil.formats import tarheader as th
+from vigil.formats.manifest import Artifact, Manifest, is_backup_id, new_backup_id
 from vigil.timeutil import format_duration, parse_duration
 
 

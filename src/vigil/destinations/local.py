@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from vigil.destinations import BackupWriter, Destination, Partial
+from vigil.destinations.base import BackupWriter, Destination, Partial
 from vigil.errors import BackupError
-from vigil.manifest import MANIFEST, Manifest, is_backup_id
+from vigil.formats.manifest import MANIFEST, Manifest, is_backup_id
 
 PARTIAL = ".partial-"
 READ = 1 << 20

@@ -16,10 +16,10 @@ import time
 from datetime import timezone
 from typing import Any, BinaryIO, Iterator
 
-from vigil.config import Retry
-from vigil.destinations import BackupWriter, Destination, Partial
+from vigil.config.schema import Retry
+from vigil.destinations.base import BackupWriter, Destination, Partial
 from vigil.errors import BackupError
-from vigil.manifest import MANIFEST, Manifest, is_backup_id
+from vigil.formats.manifest import MANIFEST, Manifest, is_backup_id
 from vigil.retry import with_retry
 
 PART = 8 << 20  # S3's minimum part is 5 MiB; the size grows every 1000 parts (10,000 parts at most)

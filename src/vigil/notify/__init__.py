@@ -14,9 +14,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vigil.config import Job
+from vigil.config.schema import Job
 from vigil.errors import BackupError
-from vigil.journal import Journal, Outbox, RunRow
+from vigil.state.journal import Journal, Outbox, RunRow
 from vigil.notify.message import run_message
 from vigil.retry import with_retry
 

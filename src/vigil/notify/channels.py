@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from vigil.config import (
+from vigil.config.schema import (
     AppriseNotify, CommandNotify, EmailNotify, HealthchecksNotify, WebhookNotify, read_secret,
 )
 from vigil.errors import BackupError

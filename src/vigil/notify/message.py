@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.journal import RunRow
+from vigil.state.journal import RunRow
 from vigil.timeutil import format_duration, iso
 
 OUTCOME_EVENT = {"success": "success", "failed": "failure", "interrupted": "failure", "died": "failure",

@@ -22,10 +22,10 @@ from typing import Any
 
 import pathspec
 
-from vigil import tarheader as th
-from vigil.sources import ArtifactOutput, Source
-from vigil.hashing import Digest, Hasher
-from vigil.stream import DIRECT, ArtifactStream
+from vigil.formats import tarheader as th
+from vigil.sources.base import ArtifactOutput, Source
+from vigil.pipeline.hashing import Digest, Hasher
+from vigil.pipeline.stream import DIRECT, ArtifactStream
 
 REREADS = 3
 # Files up to this size are read whole, then checked, then written: a change

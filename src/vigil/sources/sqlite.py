@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 from typing import Any
 
-from vigil.sources import ArtifactOutput, Source
+from vigil.sources.base import ArtifactOutput, Source
 
 READ = 1 << 20
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, unquote, urlparse
 
-from vigil.config import PostgresSource as PostgresConfig, read_secret
+from vigil.config.schema import PostgresSource as PostgresConfig, read_secret
 from vigil.errors import BackupError
-from vigil.sources.dbtools import Child, DatabaseSource, child_env, classify, feed, run, secret_file
+from vigil.sources.db.process import Child, DatabaseSource, child_env, classify, feed, run, secret_file
 
 END = "__VIGIL_END__"
 SEP = "\x1f"

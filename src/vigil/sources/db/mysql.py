@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from vigil.config import MysqlSource as MysqlConfig, read_secret
+from vigil.config.schema import MysqlSource as MysqlConfig, read_secret
 from vigil.errors import BackupError
-from vigil.sources.dbtools import Child, DatabaseSource, child_env, feed, run, secret_file, which
-from vigil.sources.dumprows import DumpRowCounter
+from vigil.sources.db.process import Child, DatabaseSource, child_env, feed, run, secret_file, which
+from vigil.sources.db.dumprows import DumpRowCounter
 
 FOOTER = b"-- Dump completed"
 SYSTEM_DBS = {"information_schema", "performance_schema", "mysql", "sys"}

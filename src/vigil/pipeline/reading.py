@@ -15,10 +15,10 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import zstandard
 
-from vigil.destinations import Destination
+from vigil.destinations.base import Destination
 from vigil.errors import BackupError, ConfigError
-from vigil.manifest import Artifact, Manifest
-from vigil.progress import NO_PROGRESS, Meter
+from vigil.formats.manifest import Artifact, Manifest
+from vigil.pipeline.progress import NO_PROGRESS, Meter
 
 READ = 1 << 20
 

@@ -31,7 +31,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from vigil.errors import BackupError
+
+
+
+class AgeError(Exception):
+    """A stream that is not age, is damaged, or does not open with the passphrase;
+    the pipeline reports it as the artifact's error."""
+
 
 VERSION = b"age-encryption.org/v1"
 SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
@@ -140,15 +146,15 @@ def read_header(source: Any, where: str) -> Header:
         while not out.endswith(b"\n"):
             b = source.read(1)
             if not b:
-                raise BackupError(f"{where}: not an age file (header ends early)")
+                raise AgeError(f"{where}: not an age file (header ends early)")
             out += b
             if len(raw) + len(out) > MAX_HEADER:
-                raise BackupError(f"{where}: not an age file (header too long)")
+                raise AgeError(f"{where}: not an age file (header too long)")
         raw.extend(out)
         return bytes(out[:-1])
 
     if line() != VERSION:
-        raise BackupError(f"{where}: not an age v1 file")
+        raise AgeError(f"{where}: not an age v1 file")
     stanzas: list[tuple[list[bytes], bytes]] = []
     text = line()
     while text.startswith(b"-> "):
@@ -162,18 +168,18 @@ def read_header(source: Any, where: str) -> Header:
         stanzas.append((args, bytes(body)))
         text = line()
     if not text.startswith(b"--- "):
-        raise BackupError(f"{where}: not an age file (malformed header)")
+        raise AgeError(f"{where}: not an age file (malformed header)")
     try:
         mac = _unb64(text[4:])
     except ValueError:
-        raise BackupError(f"{where}: not an age file (malformed header MAC)") from None
+        raise AgeError(f"{where}: not an age file (malformed header MAC)") from None
     return Header(bytes(raw), stanzas, mac)
 
 
 def file_key(header: Header, passphrase: str, where: str) -> bytes:
     """Unwrap the file key with the passphrase and check the header's MAC."""
     if len(header.stanzas) != 1:
-        raise BackupError(f"{where}: damaged age header (a passphrase must be its only recipient)")
+        raise AgeError(f"{where}: damaged age header (a passphrase must be its only recipient)")
     args, body = header.stanzas[0]
     try:
         if len(args) != 3:
@@ -183,16 +189,16 @@ def file_key(header: Header, passphrase: str, where: str) -> bytes:
         if len(salt) != 16 or not 1 <= log_n or args[2] != str(log_n).encode() or len(wrapped) != 32:
             raise ValueError
     except ValueError:
-        raise BackupError(f"{where}: damaged age header (bad scrypt stanza)") from None
+        raise AgeError(f"{where}: damaged age header (bad scrypt stanza)") from None
     if log_n > MAX_LOG_N:
-        raise BackupError(f"{where}: scrypt work factor 2^{log_n} is beyond vigil's limit 2^{MAX_LOG_N}")
+        raise AgeError(f"{where}: scrypt work factor 2^{log_n} is beyond vigil's limit 2^{MAX_LOG_N}")
     try:
         key = ChaCha20Poly1305(_scrypt(passphrase.encode(), salt, log_n)).decrypt(_ZERO_NONCE, wrapped, None)
     except InvalidTag:
-        raise BackupError(f"{where}: cannot decrypt: wrong passphrase") from None
+        raise AgeError(f"{where}: cannot decrypt: wrong passphrase") from None
     mac_input = header.raw[:header.raw.rindex(b"\n---") + 4]
     if not hmac.compare_digest(_header_mac(key, mac_input), header.mac):
-        raise BackupError(f"{where}: cannot decrypt: the age header is damaged (MAC mismatch)")
+        raise AgeError(f"{where}: cannot decrypt: the age header is damaged (MAC mismatch)")
     return key
 
 
@@ -205,7 +211,7 @@ class Reader:
         key = file_key(header, passphrase, where)
         nonce = self._read_exactly(16)
         if len(nonce) != 16:
-            raise BackupError(f"{where}: cannot decrypt: truncated (no payload)")
+            raise AgeError(f"{where}: cannot decrypt: truncated (no payload)")
         self._aead = ChaCha20Poly1305(_hkdf(key, nonce, b"payload"))
         self._pending = b""  # ciphertext read ahead: one byte more than a chunk tells "not last"
         self._plain = memoryview(b"")
@@ -228,11 +234,11 @@ class Reader:
         sealed = self._pending[:CHUNK + TAG]
         self._pending = self._pending[CHUNK + TAG:]
         if len(sealed) < TAG or (last and len(sealed) == TAG and self._counter > 0):
-            raise BackupError(f"{self.where}: cannot decrypt: truncated at chunk {self._counter}")
+            raise AgeError(f"{self.where}: cannot decrypt: truncated at chunk {self._counter}")
         try:
             plain = self._aead.decrypt(_chunk_nonce(self._counter, last), sealed, None)
         except InvalidTag:
-            raise BackupError(f"{self.where}: cannot decrypt: damaged or truncated "
+            raise AgeError(f"{self.where}: cannot decrypt: damaged or truncated "
                               f"(chunk {self._counter} fails authentication)") from None
         self._counter += 1
         self._done = last

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from vigil.config import Retention
+from vigil.config.schema import Retention
 
 RULES: list[tuple[str, Callable[[datetime], str]]] = [
     ("last", lambda t: t.isoformat()),  # every backup is its own period

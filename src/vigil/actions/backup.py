@@ -20,20 +20,22 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator, Protocol
 
-from vigil import __version__, crypto
-from vigil.config import Job
-from vigil.destinations import BackupWriter, Destination, make_destination
+from vigil import __version__
+from vigil.pipeline import crypto
+from vigil.config.schema import Job
+from vigil.destinations.base import BackupWriter, Destination, make_destination
 from vigil.errors import BackupError, ConfigError, Interrupted
-from vigil.hooks import run_hooks
-from vigil.journal import FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
-from vigil.lock import JobLock, LockHeld, S3Lease
-from vigil.manifest import Artifact, Manifest, new_backup_id
-from vigil.monitor import write_textfile
-from vigil.progress import NO_PROGRESS, Meter
-from vigil.prune import dead_runs, prune_job
-from vigil.sources import Source, SourceContext, make_source
-from vigil.crypto import SUFFIX
-from vigil.stream import ArtifactStream, FanOut, Sink, Tee
+from vigil.actions.hooks import run_hooks
+from vigil.state.journal import FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
+from vigil.state.lock import JobLock, LockHeld, S3Lease
+from vigil.formats.manifest import Artifact, Manifest, new_backup_id
+from vigil.actions.monitor import write_textfile
+from vigil.pipeline.progress import NO_PROGRESS, Meter
+from vigil.actions.prune import dead_runs, prune_job
+from vigil.sources.base import Source, SourceContext, make_source
+from vigil.pipeline.crypto import SUFFIX
+from vigil.destinations.base import Sink
+from vigil.pipeline.stream import ArtifactStream, FanOut, Tee
 from vigil.timeutil import iso, utcnow
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from vigil import __version__
-from vigil.config import Job, load_config, select_jobs
+from vigil.config.schema import Job, load_config, select_jobs
 from vigil.errors import ConfigError, Interrupted, VigilError
-from vigil.journal import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal
-from vigil.logs import setup_logging
-from vigil.progress import meter
+from vigil.state.journal import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal
+from vigil.cli.logs import setup_logging
+from vigil.pipeline.progress import meter
 from vigil.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
-    from vigil.run import RunResult
+    from vigil.actions.backup import RunResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 75
 # One table maps outcomes to exit codes; with several jobs the worst wins.
@@ -130,7 +130,7 @@ def human_size(n: int | None) -> str:
 def run(ctx: click.Context, jobs: tuple[str, ...]) -> None:
     """Run a backup of each job (default: all): lock, hooks, sources, destinations, verify, retention, notify."""
     from vigil.notify import RunNotifier
-    from vigil.run import Run  # only here: the other commands start without the run machinery
+    from vigil.actions.backup import Run  # only here: the other commands start without the run machinery
 
     selected = _state(ctx).jobs(list(jobs))
     notifier = RunNotifier(log)
@@ -165,7 +165,7 @@ def _report(result: RunResult) -> None:
 @click.pass_context
 def list_(ctx: click.Context, job: str | None, as_json: bool) -> None:
     """Complete backups per destination, newest first (default: every job)."""
-    from vigil.destinations import make_destination
+    from vigil.destinations.base import make_destination
 
     rows: list[dict[str, Any]] = []
     for j in _one_job(ctx, job):
@@ -258,8 +258,8 @@ def health(ctx: click.Context, jobs: tuple[str, ...], fmt: str, notify: bool) ->
     """Is every job backed up recently, and nothing stuck, failed or duplicated? (Nagios exit codes)"""
     from datetime import datetime, timezone
 
-    from vigil.health import EXIT, RENDERERS, UNKNOWN, overall
-    from vigil.monitor import check, notify_transitions
+    from vigil.actions.health import EXIT, RENDERERS, UNKNOWN, overall
+    from vigil.actions.monitor import check, notify_transitions
 
     try:
         selected = _state(ctx).jobs(list(jobs))
@@ -292,10 +292,10 @@ def health(ctx: click.Context, jobs: tuple[str, ...], fmt: str, notify: bool) ->
 @click.pass_context
 def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, restore_test: bool, every: bool) -> None:
     """Check stored backups (default: every job's latest): present, intact, readable, restorable."""
-    from vigil.destinations import make_destination
-    from vigil.verify import Verifier
+    from vigil.destinations.base import make_destination
+    from vigil.actions.verify import Verifier
 
-    from vigil.manifest import is_backup_id
+    from vigil.formats.manifest import is_backup_id
 
     problems = backups = 0
     jobs = _state(ctx).jobs()
@@ -336,7 +336,7 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
 def restore(ctx: click.Context, job: str, backup_id: str, source: str, to: Path | None, to_database: str | None,
             to_file: Path | None, include: tuple[str, ...], force: bool, as_json: bool) -> None:
     """Restore one source of a backup into a directory, a database or a file."""
-    from vigil.restore import restore as do_restore
+    from vigil.actions.restore import restore as do_restore
 
     [j] = _state(ctx).jobs([job])
     with meter(_state(ctx).progress) as m:
@@ -361,7 +361,7 @@ def restore(ctx: click.Context, job: str, backup_id: str, source: str, to: Path 
 @click.pass_context
 def prune(ctx: click.Context, job: str | None, dry_run: bool) -> None:
     """Apply the retention policy (default: every job): delete backups no rule keeps."""
-    from vigil.prune import dead_runs, prune_job
+    from vigil.actions.prune import dead_runs, prune_job
 
     failed = False
     for j in _one_job(ctx, job):
@@ -410,7 +410,7 @@ def _job_runs(job: Job) -> list:
 @click.pass_context
 def doctor(ctx: click.Context, job: str | None, root: Path, strict: bool, test_notify: bool) -> None:
     """Audit config, secrets, permissions, tools, destinations, notifications and schedules."""
-    from vigil.doctor import OK, PROBLEM, WARNING, diagnose
+    from vigil.actions.doctor import OK, PROBLEM, WARNING, diagnose
 
     bad = 0
     jobs = _one_job(ctx, job)
@@ -436,7 +436,7 @@ def schedule() -> None:
 @click.pass_context
 def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: Path) -> None:
     """Schedule a job exactly once (refuses if it is scheduled anywhere already)."""
-    from vigil.schedule import audit, planned_files
+    from vigil.actions.schedule import audit, planned_files
 
     config = str(Path(_state(ctx).config or os.environ.get("VIGIL_CONFIG") or "/etc/vigil/jobs/").resolve())
     failed = False
@@ -466,7 +466,7 @@ def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: P
 @click.pass_context
 def schedule_show(ctx: click.Context, job: str | None, root: Path) -> None:
     """Every schedule that runs the job, and where it is."""
-    from vigil.schedule import audit
+    from vigil.actions.schedule import audit
 
     for j in _one_job(ctx, job):
         entries = audit(j, root)
@@ -481,7 +481,7 @@ def schedule_show(ctx: click.Context, job: str | None, root: Path) -> None:
 @click.pass_context
 def schedule_remove(ctx: click.Context, job: str | None, root: Path) -> None:
     """Remove what `schedule install` wrote (and nothing else)."""
-    from vigil.schedule import installed_files
+    from vigil.actions.schedule import installed_files
 
     for j in _one_job(ctx, job):
         files = installed_files(j, root)
@@ -569,7 +569,7 @@ class _Output:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vigil.hooks import set_original_umask
+    from vigil.actions.hooks import set_original_umask
 
     set_original_umask(os.umask(0o077))  # backups and state: 0600 / 0700
     sys.stdout = _Output(sys.stdout)  # type: ignore[assignment]
@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_USAGE
         # A monitoring system reads health's exit code: 2 would be CRITICAL.
         if exc.ctx is not None and exc.ctx.info_name == "health":
-            from vigil.health import EXIT, UNKNOWN
+            from vigil.actions.health import EXIT, UNKNOWN
 
             code = EXIT[UNKNOWN]
     except Exception as exc:  # noqa: BLE001 - never a traceback for the operator

@@ -25,7 +25,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 from vigil.errors import BackupError, ConfigError, TransientError
 from vigil.retry import with_retry
-from vigil.sources import ArtifactOutput, Source
+from vigil.sources.base import ArtifactOutput, Source
 
 READ = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -250,8 +250,8 @@ class DatabaseSource(Source):
 def database_client(job: Any, cfg: Any, tmp_dir: Path) -> Any:
     """The client (Postgres or Mysql) for a database source's server. It reads the
     password now: one that cannot be read is a ConfigError naming the job file."""
-    from vigil.sources.mysql import Mysql
-    from vigil.sources.postgres import Postgres
+    from vigil.sources.db.mysql import Mysql
+    from vigil.sources.db.postgres import Postgres
 
     try:
         return (Postgres if cfg.type == "postgres" else Mysql)(cfg, tmp_dir, f"{cfg.type} source {cfg.name}")

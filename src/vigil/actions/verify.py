@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vigil.config import Job
-from vigil.crypto import decryptor
-from vigil.destinations import make_destination
+from vigil.config.schema import Job
+from vigil.pipeline.crypto import decryptor
+from vigil.destinations.base import make_destination
 from vigil.errors import BackupError, ConfigError
-from vigil.progress import NO_PROGRESS, Meter
-from vigil.reading import ArtifactReader, find_backup
-from vigil.sources.dbtools import database_client
+from vigil.pipeline.progress import NO_PROGRESS, Meter
+from vigil.pipeline.reading import ArtifactReader, find_backup
+from vigil.sources.db.process import database_client
 from vigil.sources.sqlite import table_row_counts
-from vigil.tarreader import REGTYPES, TarFormatError, TarStream
+from vigil.formats.tarreader import REGTYPES, TarFormatError, TarStream
 
 DB_TYPES = ("postgres", "mysql", "sqlite")
 # Tar member types as the index names them (REGTYPES are files); anything else is a device.
@@ -232,7 +232,7 @@ class Verifier:
                 if result != "ok":
                     raise BackupError(f"{reader.where}: SQLite integrity check failed: {result}")
         elif art.type == "mysql":
-            from vigil.sources.mysql import footer_ok
+            from vigil.sources.db.mysql import footer_ok
 
             tail = b""
             for chunk in reader.plain():

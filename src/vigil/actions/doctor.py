@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from vigil.config import Job
-from vigil.destinations import make_destination
+from vigil.config.schema import Job
+from vigil.destinations.base import make_destination
 from vigil.errors import VigilError
-from vigil.schedule import audit, same_minute
+from vigil.actions.schedule import audit, same_minute
 
 OK, WARNING, PROBLEM = "OK", "WARNING", "PROBLEM"
 
@@ -87,8 +87,8 @@ def _destinations(job: Job) -> Iterator[Finding]:
 
 
 def _tools(job: Job) -> Iterator[Finding]:
-    from vigil.sources.mysql import Mysql
-    from vigil.sources.postgres import Postgres, find_tool
+    from vigil.sources.db.mysql import Mysql
+    from vigil.sources.db.postgres import Postgres, find_tool
 
     for src in job.source:
         try:
@@ -148,7 +148,7 @@ def _notifications(job: Job) -> Iterator[Finding]:
 
 
 def _retention(job: Job) -> Iterator[Finding]:
-    from vigil.retention import is_empty
+    from vigil.actions.retention import is_empty
 
     if is_empty(job.retention):
         yield Finding(WARNING, "retention", "no retention policy: every backup is kept until the disk is full",
@@ -179,8 +179,8 @@ def _schedules(job: Job, root: Path) -> Iterator[Finding]:
 
 
 def _health(job: Job) -> Iterator[Finding]:
-    from vigil.health import CRITICAL, OK as HEALTHY
-    from vigil.monitor import check
+    from vigil.actions.health import CRITICAL, OK as HEALTHY
+    from vigil.actions.monitor import check
 
     result = check(job, datetime.now(timezone.utc))
     if result.status == HEALTHY:

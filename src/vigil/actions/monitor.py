@@ -10,14 +10,14 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 
-from vigil.config import Job
-from vigil.destinations import make_destination
+from vigil.config.schema import Job
+from vigil.destinations.base import make_destination
 from vigil.errors import VigilError
-from vigil.health import (
+from vigil.actions.health import (
     DEFAULT_MAX_AGE, STUCK_AFTER, UNKNOWN, Facts, JobHealth, Newest, evaluate, render_prometheus, transition,
 )
-from vigil.journal import Journal, Outbox
-from vigil.lock import JobLock
+from vigil.state.journal import Journal, Outbox
+from vigil.state.lock import JobLock
 
 
 def max_age_of(job: Job) -> timedelta:

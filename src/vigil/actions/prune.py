@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from vigil.config import Job
-from vigil.destinations import Destination, make_destination
+from vigil.config.schema import Job
+from vigil.destinations.base import Destination, make_destination
 from vigil.errors import BackupError
-from vigil.journal import RunRow
-from vigil.retention import Backup, Decision, decide
+from vigil.state.journal import RunRow
+from vigil.actions.retention import Backup, Decision, decide
 
 PARTIAL_MAX_AGE = 24 * 3600  # an unfinished backup older than this belongs to no live run
 

@@ -16,6 +16,8 @@ from typing import Any, Callable, Protocol
 
 import zstandard
 
+from vigil.destinations.base import Sink
+
 ZSTD_LEVEL = 3
 # Small writes are gathered up to BUFFER first (a call into the compressor per
 # tar header would cost more than the header); writes of DIRECT bytes or more
@@ -23,19 +25,6 @@ ZSTD_LEVEL = 3
 BUFFER = 1 << 20
 DIRECT = 64 << 10
 JOB_SIZE = 2 << 20
-
-
-class Sink(Protocol):
-    """Where one artifact's bytes go on one destination."""
-
-    def write(self, data: bytes | memoryview) -> None: ...
-
-    def close(self) -> None:
-        """Finish the artifact; raise on failure. It is durable at the latest when
-        its writer's commit succeeds (a local sink fsyncs in the background)."""
-
-    def abort(self) -> None:
-        """Drop what was written; never raises."""
 
 
 class FanOut:

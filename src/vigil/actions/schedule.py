@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from vigil.config import Job
+from vigil.config.schema import Job
 from vigil.errors import ConfigError
 
 MARKER = "# Written by vigil schedule install"

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from vigil.timeutil import parse_iso
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -63,7 +62,8 @@ class Manifest:
 
     @property
     def started(self) -> datetime:
-        return parse_iso(self.started_at)
+        started = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
+        return started if started.tzinfo else started.replace(tzinfo=timezone.utc)
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:

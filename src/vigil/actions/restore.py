@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vigil.config import Job
-from vigil.crypto import decryptor
-from vigil.destinations import make_destination
+from vigil.config.schema import Job
+from vigil.pipeline.crypto import decryptor
+from vigil.destinations.base import make_destination
 from vigil.errors import BackupError, ConfigError
-from vigil.manifest import Artifact
-from vigil.progress import NO_PROGRESS, Meter
-from vigil.reading import ArtifactReader, find_backup
-from vigil.sources.dbtools import database_client
+from vigil.formats.manifest import Artifact
+from vigil.pipeline.progress import NO_PROGRESS, Meter
+from vigil.pipeline.reading import ArtifactReader, find_backup
+from vigil.sources.db.process import database_client
 from vigil.sources.files import compile_patterns
-from vigil.tarreader import Member, TarFormatError, TarStream
-from vigil.verify import IndexCursor, iter_index
+from vigil.formats.tarreader import Member, TarFormatError, TarStream
+from vigil.actions.verify import IndexCursor, iter_index
 
 TMP_PREFIX = ".vigil-restore-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Any, Callable
 
-from vigil.config import Job, read_secret
+from vigil.config.schema import Job, read_secret
 from vigil.errors import BackupError, ConfigError
 
 SUFFIX = ".age"
@@ -79,7 +79,7 @@ def encryptor(job: Job) -> Callable[[Any], Any]:
     if job.encryption.recipients:
         keys = recipients(job)
         return lambda target: Encryptor(target, keys)
-    from vigil import agescrypt
+    from vigil.formats import agescrypt
 
     phrase = passphrase(job)
     return lambda target: agescrypt.Writer(target, phrase)
@@ -87,15 +87,36 @@ def encryptor(job: Job) -> Callable[[Any], Any]:
 
 def decryptor(job: Job) -> Callable[[Any, str], Any]:
     """(stored stream, where) -> its plaintext, read()-able; keys are read only when needed."""
-    from vigil import agescrypt
+    from vigil.formats import agescrypt
 
     def open_(source: Any, where: str) -> Any:
-        header = agescrypt.read_header(source, where)
-        if header.is_scrypt:
-            return agescrypt.Reader(source, header, passphrase(job), where)
+        try:
+            header = agescrypt.read_header(source, where)
+            if header.is_scrypt:
+                return _AgeErrors(agescrypt.Reader(source, header, passphrase(job), where))
+        except agescrypt.AgeError as exc:
+            raise BackupError(str(exc)) from None
         return Decryptor(_Replay(header.raw, source), identities(job), where)
 
     return open_
+
+
+class _AgeErrors:
+    """A passphrase stream's reader whose format errors are the run's errors."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def read(self, n: int = -1) -> bytes:
+        from vigil.formats.agescrypt import AgeError
+
+        try:
+            return self._reader.read(n)  # type: ignore[no-any-return]
+        except AgeError as exc:
+            raise BackupError(str(exc)) from None
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 class _Replay:

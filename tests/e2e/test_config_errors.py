@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import vigil
+from helpers import vigil, vigil_json
 
 GOOD = """
 [[source]]
@@ -166,3 +166,27 @@ def test_bad_value_refused_at_load(tmp_path: Path, case: str, command: list[str]
     assert len(lines) == 1, proc.stderr
     assert str(path) in lines[0] and f" {key}: " in lines[0], lines[0]
     assert not (tmp_path / "backups").exists()  # refused before any work
+
+
+def test_unnamed_items_of_one_type_get_numbered_names(tmp_path: Path) -> None:
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f.txt").write_text(d)
+    path = tmp_path / "job.toml"
+    path.write_text('[[source]]\ntype = "files"\npath = "a"\n[[source]]\ntype = "files"\npath = "b"\n'
+                    '[[source]]\ntype = "files"\nname = "mine"\npath = "c"\n'
+                    '[[destination]]\ntype = "local"\npath = "backups"\n'
+                    '[[destination]]\ntype = "local"\npath = "more"\n')
+    vigil("run", config=path, check=0)
+    rows = vigil_json("list", config=path)
+    assert sorted(r["destination"] for r in rows) == ["local", "local-2"]
+    tars = sorted(a for a in rows[0]["artifacts"] if a.endswith(".tar.zst"))
+    assert tars == ["files-files-2.tar.zst", "files-files.tar.zst", "files-mine.tar.zst"]
+
+
+def test_explicit_name_equal_to_a_default_name_names_both(tmp_path: Path) -> None:
+    path = tmp_path / "job.toml"
+    path.write_text(GOOD + '[[notify]]\ntype = "command"\nname = "webhook"\nargv = ["true"]\n'
+                    '[[notify]]\ntype = "webhook"\nurl = "http://127.0.0.1:9/"\n')
+    assert_one_line(vigil("run", config=path), str(path), "notify[1].name", "notify[0] is named 'webhook'",
+                    "notify[1] is the default name 'webhook'", "give the unnamed one a name")

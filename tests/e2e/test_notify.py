@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -277,3 +278,40 @@ def test_hook_timeout_fails_the_run_and_is_mailed(tmp_path, make_job, app_tree, 
     assert time.monotonic() - start < 20
     assert_failure_mail(only_message(smtp_server), "hook:before", "timed out after 1s")
     assert not committed(tmp_path / "backups")
+
+
+def cron_env() -> dict[str, str]:
+    """What cron gives a job: a bare PATH and HOME, none of the shell's variables."""
+    return {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+
+
+def test_env_file_feeds_password_env_in_a_cron_like_environment(tmp_path, make_job, app_tree, smtp_server):
+    head, _, tail = SMTP_PASSWORD.partition("-")
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text(textwrap.dedent(f"""\
+        # read by vigil itself, never exported
+        PASSWORD_HEAD={head}
+        VIGIL_TEST_SMTP_PASSWORD="${{PASSWORD_HEAD}}-{tail}"   # quoted, with a reference
+    """))
+    env_file.chmod(0o600)
+    seen = tmp_path / "hook-env"
+    job = make_job('env_file = "secrets.env"\n' + files_job_body(app_tree, tmp_path / "backups")
+                   + email_notify(smtp_server, on='["success"]')
+                   + f'[hooks]\nbefore = [["sh", "-c", "env > {seen}"]]\n')
+    proc = subprocess.run([VIGIL, "--config", str(job), "run"], env=cron_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    msg = only_message(smtp_server)  # the server accepts only SMTP_PASSWORD: the env_file's value logged in
+    assert msg["Subject"].startswith("[vigil] OK app@")
+    assert SMTP_PASSWORD not in seen.read_text() and "VIGIL_TEST_SMTP_PASSWORD" not in seen.read_text()
+
+
+def test_password_env_set_nowhere_says_where_it_looked(tmp_path, make_job, app_tree, smtp_server):
+    (tmp_path / "secrets.env").write_text("OTHER=1\n")
+    job = make_job('env_file = "secrets.env"\n' + files_job_body(app_tree, tmp_path / "backups")
+                   + email_notify(smtp_server, on='["success"]'))
+    proc = subprocess.run([VIGIL, "--config", str(job), "run"], env=cron_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert "password_env: environment variable VIGIL_TEST_SMTP_PASSWORD is set neither in the environment " \
+           f"nor in env_file {tmp_path / 'secrets.env'}" in proc.stderr
+    assert "Traceback" not in proc.stderr

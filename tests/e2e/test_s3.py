@@ -273,3 +273,17 @@ def test_503_from_the_store_is_retried_then_fails_at_the_destination(tmp_path, m
     assert (runs[0]["outcome"], runs[0]["step"]) == ("failed", "destination:offsite")
     assert "503" in runs[0]["error"] or "SlowDown" in runs[0]["error"]
     assert [r["id"] for r in vigil_json("list", config=job)] == [row["id"]]  # nothing half-uploaded is listed
+
+
+@pytest.mark.parametrize("prefix,folder", [("vigil", "vigil/"), ("/vigil/", "vigil/"), ("a//b", "a/b/"), ("", "")])
+def test_prefix_is_a_folder(tmp_path, make_job, s3_server, s3_bucket, prefix, folder):
+    s3, bucket = s3_bucket
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.txt").write_text("x")
+    dest = s3_dest(s3_server, bucket).replace('prefix = "backups/"', f'prefix = "{prefix}"')
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{tmp_path / "src"}"\n' + dest)
+    vigil("run", config=job, check=0)
+    [row] = vigil_json("list", config=job)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"{folder}app/{row['id']}/manifest.json" in keys, keys
+    assert all(k.startswith(f"{folder}app/") for k in keys), keys

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from helpers import files_job_body, vigil
 
 LEGACY = "/var/www/api-gateway/scripts/backup-run.sh"
@@ -118,3 +120,42 @@ def test_doctor_flags_secret_files_others_can_read(tmp_path, make_job, app_tree)
     smtp_pw.chmod(0o600)
     out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
     assert "readable by group or others" not in out and "no literal or exposed secrets" in out
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://backup:pg-Secret-1@127.0.0.1:1/app",
+                                 "host=127.0.0.1 port=1 dbname=app user=backup password='pg-Secret-1'"])
+def test_doctor_flags_password_in_dsn_and_credential_headers(tmp_path, make_job, app_tree, dsn):
+    job = job_for(make_job, tmp_path, app_tree,
+                  f'[[source]]\ntype = "postgres"\nname = "db"\ndsn = "{dsn}"\n'
+                  '[[notify]]\ntype = "webhook"\nurl = "https://hooks.example.test/x"\n'
+                  '[notify.headers]\nAuthorization = "Bearer tok-Secret-2"\nX-Api-Key = "key-Secret-3"\n'
+                  'Content-Type = "application/json"\n')
+    job.chmod(0o644)
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "PROBLEM  secrets: source db: password in dsn" in out
+    assert "PROBLEM  secrets: notify webhook: header Authorization holds a credential" in out
+    assert "PROBLEM  secrets: notify webhook: header X-Api-Key holds a credential" in out
+    assert "Content-Type" not in out and "chmod 600" in out
+    assert not any(s in out for s in ("pg-Secret-1", "tok-Secret-2", "key-Secret-3"))
+
+    job.chmod(0o600)  # only the owner reads it: the header is where it must be, the dsn could do better
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "WARNING  secrets: source db: password in dsn" in out and "header" not in out
+
+
+def test_doctor_warns_about_a_readable_env_file(tmp_path, make_job, app_tree):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SMTP_PASSWORD=hunter2\n")
+    env_file.chmod(0o640)
+    job = job_for(make_job, tmp_path, app_tree, "").read_text()
+    path = tmp_path / "app.toml"
+    path.write_text(f'env_file = "{env_file}"\n' + job)
+    path.chmod(0o600)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=path).stdout
+    assert f"WARNING  secrets: env_file {env_file} is readable by group or others (mode 0640)" in out
+    assert "PROBLEM  secrets" not in out and "hunter2" not in out
+    env_file.chmod(0o600)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=path).stdout
+    assert "env_file" not in out and "no literal or exposed secrets" in out

@@ -123,7 +123,6 @@ def shell_words(command: str) -> list[str]:
 
 
 _SYSTEMD_PLAIN = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
-_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 _C_UNESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "s": " "}
 
 
@@ -135,8 +134,6 @@ def systemd_word(word: str) -> str:
     for ch in word:
         if ch in '\\"':
             out.append("\\" + ch)
-        elif ch in _C_ESCAPES:
-            out.append(_C_ESCAPES[ch])
         elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(f"\\x{ord(ch):02x}")
         elif ch in "%$":
@@ -173,7 +170,7 @@ def systemd_words(value: str) -> list[str]:
                 cur.append(ch)
         elif ch in "\"'":
             quote, in_word = ch, True
-        elif ch.isspace():
+        elif ch in " \t\n\r":  # systemd's whitespace, not Unicode's
             if in_word:
                 words.append("".join(cur))
                 cur, in_word = [], False
@@ -540,7 +537,7 @@ def _parse_cron(expr: str) -> CronSchedule:
     expanded, _nth = croniter.expand(" ".join(fields))
 
     def values(i: int) -> tuple[int, ...] | None:
-        if expanded[i] == ["*"]:
+        if "*" in expanded[i]:  # croniter sorts it first: the field is unrestricted ("*,*/2")
             return None
         return tuple(sorted({int(v) for v in expanded[i]}))
 

@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Callable, Iterator
 
 from vigil.config import Job
 from vigil.errors import ConfigError
@@ -89,7 +90,7 @@ def cron_word(word: str) -> str:
     cron read `\\\\%` as an escaped backslash and a bare `%`).
     """
     if "\n" in word or "\r" in word or "\0" in word:
-        raise ConfigError(f"{word!r}: a newline cannot be written into a cron line")
+        raise ConfigError(f"{word!r}: a path with a newline cannot be written into a cron line")
     return "\\%".join(shlex.quote(piece) for piece in word.split("%"))
 
 
@@ -501,9 +502,8 @@ def _sd_weekdays(days: tuple[int, ...]) -> str:
     order = tuple(7 if d == 0 else d for d in days)  # systemd's week starts on Monday
     parts = []
     for a, b in _runs(order):
-        name = lambda d: _WEEKDAYS[d % 7]  # noqa: E731
-        parts.append(f"{name(a)}..{name(b)}" if b > a + 1 else f"{name(a)},{name(b)}" if b == a + 1
-                     else name(a))
+        first, last = _WEEKDAYS[a % 7], _WEEKDAYS[b % 7]
+        parts.append(f"{first}..{last}" if b > a + 1 else f"{first},{last}" if b == a + 1 else first)
     return ",".join(parts)
 
 
@@ -609,7 +609,7 @@ class Calendar:
                 and (self.years is None or d.year in self.years)
                 and d.month in self.months and d.day in self.days)
 
-    def fires(self, start: datetime, end: datetime):  # type: ignore[no-untyped-def]
+    def fires(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """Every firing in [start, end), in order."""
         d = start.date()
         while d <= end.date():
@@ -698,7 +698,7 @@ def verify_every_cron(every: timedelta, minute: int = 30, hour: int = 4) -> str:
                      "(\"15m\"), of 24 hours (\"6h\"), \"1d\" or \"7d\"")
 
 
-def _command(words: list[str], quote) -> str:  # type: ignore[no-untyped-def]
+def _command(words: list[str], quote: Callable[[str], str]) -> str:
     return " ".join(quote(w) for w in words)
 
 

@@ -541,10 +541,9 @@ def _parse_cron(expr: str) -> CronSchedule:
             return None
         return tuple(sorted({int(v) for v in expanded[i]}))
 
-    lo_hi = _FIELD_RANGES
     sched = CronSchedule(
-        minutes=values(0) or tuple(range(lo_hi[0][0], lo_hi[0][1] + 1)),
-        hours=values(1) or tuple(range(lo_hi[1][0], lo_hi[1][1] + 1)),
+        minutes=values(0) or tuple(range(60)),
+        hours=values(1) or tuple(range(24)),
         dom=values(2),
         months=values(3) or tuple(range(1, 13)),
         dow=values(4),

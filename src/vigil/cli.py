@@ -436,12 +436,13 @@ def schedule() -> None:
 @click.pass_context
 def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: Path) -> None:
     """Schedule a job exactly once (refuses if it is scheduled anywhere already)."""
-    from vigil.schedule import audit, planned_files
+    from vigil.schedule import audit, audit_verify, planned_files
 
-    config = str(Path(_state(ctx).config or os.environ.get("VIGIL_CONFIG") or "/etc/vigil/jobs/").resolve())
+    # Absolute, as typed (not symlink-resolved): cron and systemd start elsewhere than here.
+    config = os.path.abspath(_state(ctx).config or os.environ.get("VIGIL_CONFIG") or "/etc/vigil/jobs/")
     failed = False
     for j in _one_job(ctx, job):
-        existing = audit(j, root)
+        existing = audit(j, root) + audit_verify(j, root)
         if existing:
             print(f"vigil: {j.name}: already scheduled; not installing another schedule:", file=sys.stderr)
             for e in existing:
@@ -455,8 +456,9 @@ def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: P
             path.chmod(0o644)
             print(f"wrote {path}")
         if systemd:
-            print(f"enable it with: systemctl daemon-reload && systemctl enable --now vigil-{j.name}.timer "
-                  f"vigil-{j.name}-health.timer")
+            timers = [f"vigil-{j.name}.timer", f"vigil-{j.name}-health.timer"]
+            timers += [f"vigil-{j.name}-verify.timer"] if j.schedule.verify_every else []
+            print(f"enable it with: systemctl daemon-reload && systemctl enable --now {' '.join(timers)}")
     _done(EXIT_FAILED if failed else EXIT_OK)
 
 
@@ -466,12 +468,17 @@ def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: P
 @click.pass_context
 def schedule_show(ctx: click.Context, job: str | None, root: Path) -> None:
     """Every schedule that runs the job, and where it is."""
-    from vigil.schedule import audit
+    from vigil.schedule import audit, audit_verify
 
     for j in _one_job(ctx, job):
         entries = audit(j, root)
         print(f"{j.name}: {'not scheduled' if not entries else f'{len(entries)} schedule(s)'}")
         for e in entries:
+            print(f"  {e.describe()}")
+        verifies = audit_verify(j, root)
+        if verifies or j.schedule.verify_every:
+            print(f"{j.name} verify: {'not scheduled' if not verifies else f'{len(verifies)} schedule(s)'}")
+        for e in verifies:
             print(f"  {e.describe()}")
 
 

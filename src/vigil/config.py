@@ -321,13 +321,21 @@ _TAGS = {key: [t.__struct_config__.tag for t in union.__args__]
 
 class Schedule(Model):
     cron: str | None = None
+    verify_every: Duration | None = None  # a second schedule runs `verify --deep` this often
 
     def __post_init__(self) -> None:
+        # Only jobs that have a schedule pay for the import (croniter, quoting).
         if self.cron is not None:
-            from croniter import croniter  # only for jobs that have a schedule
+            from vigil.schedule import parse_cron
 
-            if not croniter.is_valid(self.cron):
-                raise ValueError(f"cron: invalid cron expression {self.cron!r}")
+            parse_cron(self.cron)  # refuses what cron or a systemd timer cannot run as written
+        if self.verify_every is not None:
+            from vigil.schedule import verify_every_cron
+
+            try:
+                verify_every_cron(self.verify_every)
+            except ValueError as exc:
+                raise ValueError(f"verify_every: {exc}") from None
 
 
 class Retention(Model):

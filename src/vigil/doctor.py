@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from vigil.config import Job
 from vigil.destinations import make_destination
 from vigil.errors import VigilError
-from vigil.schedule import audit, same_minute
+from vigil.schedule import Entry, VigilCall, audit, audit_verify, entry_calls, located, same_minute
 
 OK, WARNING, PROBLEM = "OK", "WARNING", "PROBLEM"
 
@@ -219,6 +219,33 @@ def _schedules(job: Job, root: Path) -> Iterator[Finding]:
     for a, b, when in same_minute(live):
         yield Finding(PROBLEM, "schedule", f"{a.path} and {b.path} both fire at {when:%a %H:%M}",
                       "remove one of them")
+    verifies = [e for e in audit_verify(job, root) if not e.ignored]
+    if job.schedule.verify_every and not verifies:
+        yield Finding(WARNING, "schedule", f"schedule.verify_every is set but nothing runs "
+                      f"`vigil verify --deep {job.name}`",
+                      f"vigil schedule remove {job.name} && vigil schedule install {job.name}")
+    elif verifies:
+        yield Finding(OK, "schedule", "deep verify scheduled: " + "; ".join(e.describe() for e in verifies))
+    for e in live:
+        yield from _schedule_paths(job, root, e, entry_calls(e, job, "run", root))
+    for e in verifies:
+        yield from _schedule_paths(job, root, e, entry_calls(e, job, "verify", root))
+
+
+def _schedule_paths(job: Job, root: Path, entry: Entry, calls: list[VigilCall]) -> Iterator[Finding]:
+    """A schedule naming a vigil or config that is not there fails every time it fires."""
+    where = f"{entry.path}:{entry.line}" if entry.line else entry.path
+    fix = f"vigil schedule remove {job.name} && vigil schedule install {job.name}"
+    for call in calls:
+        named = [("vigil", call.exe)] if os.sep in call.exe else []
+        named += [("config", call.config)] if call.config else []
+        for what, path in named:
+            if not os.path.isabs(path):
+                yield Finding(PROBLEM, "schedule", f"{where}: {what} path {path} is relative: cron and systemd "
+                              "start in another directory", fix)
+            elif located(root, path) is None:
+                yield Finding(PROBLEM, "schedule", f"{where}: {what} {path} does not exist: every scheduled "
+                              "run fails", fix)
 
 
 def _health(job: Job) -> Iterator[Finding]:

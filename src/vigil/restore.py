@@ -168,6 +168,7 @@ def _restore_copy(job: Job, dest: Destination, manifest: Manifest, source: str, 
                 if cursor is not None:
                     cursor.finish()  # read the index to its end: its own checksum is checked there
                 extractor.commit()  # only a tree that checked out reaches the target
+            extractor.set_dir_attrs()  # last: removing the staging directory changed the target's mtime
         finally:
             if cursor is not None:
                 cursor.close()
@@ -451,7 +452,7 @@ class _Extractor:
                 self._mismatch()
 
     def commit(self) -> None:
-        """Move the staged tree into the target, then set the directories' owners, modes and times."""
+        """Move the staged tree into the target."""
         target = _DirCache(os.dup(self.root.fd))
         try:
             for parts in self._plan(target):
@@ -460,6 +461,13 @@ class _Extractor:
                               dst_dir_fd=target.get(parts[:-1], create=False))
                 except OSError as exc:
                     raise BackupError(f"cannot restore {'/'.join(parts)}: {exc.strerror}") from None
+        finally:
+            target.close()
+
+    def set_dir_attrs(self) -> None:
+        """The restored directories' owners, modes and times, deepest first, each on its descriptor."""
+        target = _DirCache(os.dup(self.root.fd))
+        try:
             for d in reversed(self.dir_attrs):
                 fd = target.get(d.parts, create=False)
                 if self.as_root:  # owner first: chown may clear the setgid bit

@@ -94,7 +94,7 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
             try:
                 summary = _restore_copy(job, dest, manifest, source, root, to_database, to_file, include,
                                         force, log, meter, str(targets[0]))
-            except VigilError as exc:
+            except Exception as exc:  # noqa: BLE001 - sorted by _copy_failed; the rest is raised as it was
                 if len(copies) == 1 or not _copy_failed(exc):
                     raise
                 failed.append(f"{dest.name}: {exc}")
@@ -113,7 +113,7 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
                       f"({', '.join(d.name for d, _ in copies)} failed); nothing restored")
 
 
-def _copy_failed(exc: VigilError) -> bool:
+def _copy_failed(exc: Exception) -> bool:
     """Whether the next destination's copy may succeed where this one failed: this
     copy is damaged, or its destination failed while read. A problem with the target
     or the key would fail every copy alike."""
@@ -419,7 +419,7 @@ class _Extractor:
         self.log = log
         # Set once the tree is in place: a directory's mtime changes as entries arrive.
         self.dir_attrs: list[_DirAttrs] = []
-        self.stage = _DirCache(-1)
+        self.stage: _DirCache  # the staging directory's, while staged() lasts
         self.as_root = os.geteuid() == 0
         # A file that changed while backed up is archived again right after
         # itself; the index holds the last copy's hash. A copy that does not

@@ -331,17 +331,20 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
 @click.option("--to-file", type=click.Path(path_type=Path), help="Write the plain dump/database here")
 @click.option("--include", multiple=True, help="Only paths matching (gitignore-style); repeatable")
 @click.option("--force", is_flag=True, help="Restore into a non-empty target")
+@click.option("--destination", metavar="NAME",
+              help="Only from this destination [default: the first whose copy checks out, then the next]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary")
 @click.pass_context
 def restore(ctx: click.Context, job: str, backup_id: str, source: str, to: Path | None, to_database: str | None,
-            to_file: Path | None, include: tuple[str, ...], force: bool, as_json: bool) -> None:
+            to_file: Path | None, include: tuple[str, ...], force: bool, destination: str | None,
+            as_json: bool) -> None:
     """Restore one source of a backup into a directory, a database or a file."""
     from vigil.restore import restore as do_restore
 
     [j] = _state(ctx).jobs([job])
     with meter(_state(ctx).progress) as m:
         summary = do_restore(j, backup_id, source, to_dir=to, to_database=to_database, to_file=to_file,
-                             include=list(include), force=force, log=log, meter=m)
+                             include=list(include), force=force, log=log, meter=m, destination=destination)
     if as_json:
         _print_json(summary.to_json())
     else:

@@ -18,6 +18,11 @@ def set_original_umask(mask: int) -> None:
     _original_umask = mask
 
 
+def original_umask() -> int:
+    """The umask vigil was started with: what the user expects new directories to get."""
+    return _original_umask
+
+
 def run_hooks(kind: str, commands: list[list[str]], timeout: timedelta, log: logging.Logger,
               env: dict[str, str] | None = None) -> None:
     """Run each command in order; the first failure raises BackupError at step hook:KIND."""

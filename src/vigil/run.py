@@ -164,7 +164,9 @@ class BackupSet:
                         for chunk in writer.read_back(art.name):
                             sha.update(chunk)
                             size += len(chunk)
-                except OSError as exc:
+                except (OSError, BackupError) as exc:
+                    # A copy that cannot be read back is dropped like one that failed
+                    # writing: the other destinations still commit.
                     self.fail(dest, exc)
                     break
                 if (size, sha.hexdigest()) != (art.size, art.sha256):

@@ -305,7 +305,8 @@ class Run:
     def _open_run_log(self) -> None:
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handler = logging.FileHandler(self.log_path, encoding="utf-8")
+            # A message that still holds undecodable bytes is written escaped, never dropped.
+            handler = logging.FileHandler(self.log_path, encoding="utf-8", errors="backslashreplace")
         except OSError as exc:
             self.log.warning("cannot write run log %s: %s", self.log_path, exc.strerror)
             return

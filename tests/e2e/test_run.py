@@ -510,3 +510,28 @@ def test_progress_bars_only_on_a_terminal(tmp_path, make_job, app_tree):
                                  config=job)
     assert code == 0 and "files-app.tar.zst" in shown and "/ " in shown  # a bar with its total
     assert (tmp_path / "r/upload.bin").stat().st_size == 192 << 20
+
+
+def test_root_renamed_away_during_the_run_fails_it_and_prunes_nothing(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n")
+    vigil("run", config=job, check=0)
+    [good] = committed(dest)
+    # Read first (sorted names) and slow (~5 s of hashing zeros): the rename lands while it is read.
+    with open(app_tree / "0-huge.sparse", "wb") as fh:
+        fh.truncate(8 << 30)
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for_step(job, "source:app")
+        app_tree.rename(tmp_path / "www-moved")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert f"path {app_tree} vanished" in err and "Traceback" not in err
+    runs = vigil_json("runs", config=job)
+    assert (runs[0]["outcome"], runs[0]["step"]) == ("failed", "source:app")
+    assert committed(dest) == [good]  # keep_last = 1 pruned nothing: the good backup is still there

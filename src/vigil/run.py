@@ -24,7 +24,7 @@ from vigil import __version__, crypto
 from vigil.config import Job
 from vigil.destinations import BackupWriter, Destination, make_destination
 from vigil.errors import BackupError, ConfigError, Interrupted
-from vigil.hooks import run_hooks
+from vigil.hooks import protect_secrets, run_hooks
 from vigil.journal import FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
 from vigil.lock import JobLock, LockHeld, S3Lease
 from vigil.manifest import Artifact, Manifest, new_backup_id
@@ -205,6 +205,8 @@ class Run:
         self._lease_held: S3Lease | None = None
         self.size: int | None = None
         self.log_path = job.state_dir / "logs" / job.name / f"{self.run_id}.log"
+        self._on_failure_ran = False
+        protect_secrets(job)
 
     # --- signals ---------------------------------------------------------------
 
@@ -279,6 +281,7 @@ class Run:
     def _environment_failure(self, message: str) -> RunResult:
         """The state dir is unusable: no journal, but still one line and a notification."""
         self.log.error("%s", message)
+        self._on_failure_hooks()
         row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=FAILED,
                      finished_at=self.clock(), step=self.step, error=message, **self._starter())
         self._notify(row, {})
@@ -364,6 +367,7 @@ class Run:
                 self._backup_set.abort()  # committed copies are renamed away: only partials go
         if outcome != SUCCESS:
             self.log.error("run %s failed at step %s: %s", self.run_id, self.step, error)
+            self._on_failure_hooks()
             if self.committed_on:
                 error = f"{error} (the backup {self.run_id} was committed on {', '.join(self.committed_on)})"
         return self._finish(outcome, error)
@@ -394,7 +398,7 @@ class Run:
         try:
             self._enter("hook:before")
             self._hooks_started = bool(job.hooks.before)
-            run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env())
+            run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env(), self._hook_cwd())
             self._back_up(sources, destinations, ctx, {n: str(e) for n, e in unusable.items()}, encryptor)
             self._enter("retention")
             # Only here: after a backup committed everywhere. A failed run never prunes.
@@ -405,18 +409,26 @@ class Run:
             raise
         self._after_hooks(failed=False)
 
+    def _on_failure_hooks(self) -> None:
+        """`on_failure` hooks, once, for a run that failed or was interrupted at any step."""
+        hooks = self.job.hooks
+        if self._on_failure_ran or not hooks.on_failure:
+            return
+        self._on_failure_ran = True
+        try:
+            run_hooks("on_failure", hooks.on_failure, hooks.timeout, self.log, self._hook_env(), self._hook_cwd())
+        except BackupError as exc:  # the run has failed already; its step and error stay
+            self.log.error("%s", exc)
+
     def _after_hooks(self, failed: bool) -> None:
         job = self.job
-        if failed and job.hooks.on_failure:
-            try:
-                run_hooks("on_failure", job.hooks.on_failure, job.hooks.timeout, self.log, self._hook_env())
-            except BackupError as exc:
-                self.log.error("%s", exc)
+        if failed:
+            self._on_failure_hooks()
         if self._hooks_started and job.hooks.after:
             step = self.step
             self._enter("hook:after")
             try:
-                run_hooks("after", job.hooks.after, job.hooks.timeout, self.log, self._hook_env())
+                run_hooks("after", job.hooks.after, job.hooks.timeout, self.log, self._hook_env(), self._hook_cwd())
             except BackupError:
                 if not failed:
                     raise
@@ -426,6 +438,12 @@ class Run:
 
     def _hook_env(self) -> dict[str, str]:
         return {"VIGIL_JOB": self.job.name, "VIGIL_RUN_ID": self.run_id, "VIGIL_STEP": self.step}
+
+    def _hook_cwd(self) -> Path | None:
+        """hooks.cwd, else the job file's directory: `php artisan` works from cron too."""
+        if self.job.hooks.cwd is not None:
+            return self.job.hooks.cwd
+        return self.job.config_path.resolve().parent if self.job.config_path else None
 
     def _space_needed(self, dest: Destination) -> int:
         try:

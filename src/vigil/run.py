@@ -25,8 +25,8 @@ from vigil.config import Job
 from vigil.destinations import BackupWriter, Destination, make_destination
 from vigil.errors import BackupError, ConfigError, Interrupted
 from vigil.hooks import protect_secrets, run_hooks
-from vigil.journal import FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
-from vigil.lock import JobLock, LockHeld, S3Lease
+from vigil.journal import ACTIVE, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
+from vigil.lock import JobLock, LockHeld, S3Lease, is_alive
 from vigil.manifest import Artifact, Manifest, new_backup_id
 from vigil.monitor import write_textfile
 from vigil.progress import NO_PROGRESS, Meter
@@ -329,9 +329,22 @@ class Run:
         except OSError:
             return ""
 
+    def _live_holder(self, journal: Journal) -> dict[str, Any] | None:
+        """A run of this job on this host that is still alive although we got the lock:
+        its lock file was deleted or replaced under it. Then it still holds the job."""
+        for r in journal.runs(self.job.name, since=time.time()):
+            if r.outcome == ACTIVE and r.host == self.host and r.pid != self.pid and is_alive(r.pid, r.started_at):
+                return {"pid": r.pid, "run_id": r.run_id, "host": r.host, "started_at": iso(r.started_at)}
+        return None
+
     def _locked(self) -> RunResult:
         try:
-            self.journal = Journal(self.job.state_dir)
+            journal = Journal(self.job.state_dir)
+            holder = self._live_holder(journal)
+            if holder is not None:
+                journal.close()
+                return self._skipped(LockHeld(holder))
+            self.journal = journal
             row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, step="lock",
                          log_path=str(self.log_path), **self._starter())
             self.journal.insert_run(row)

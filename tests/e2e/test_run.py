@@ -595,3 +595,41 @@ def test_hooks_and_command_channels_do_not_see_the_secrets(tmp_path, make_job, a
         names = {line.split("=", 1)[0] for line in dump.read_text().splitlines() if "=" in line}
         assert "VIGIL_JOB" in names and "PATH" in names
         assert "VIGIL_TEST_SMTP_PASSWORD" not in names  # the mail channel's password_env
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_lock_file_deleted_or_replaced_mid_run_does_not_let_a_second_run_in(tmp_path, make_job, app_tree, how):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest) + '[hooks]\nbefore = [["sleep", "4"]]\n')
+    first = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    try:
+        winner = wait_for_step(job, "hook:before")
+        lock = tmp_path / "state/locks/app.lock"
+        if how == "deleted":
+            lock.unlink()
+        else:
+            fresh = lock.with_suffix(".new")
+            fresh.write_text("")
+            fresh.rename(lock)
+        second = vigil("run", config=job)
+        assert second.returncode == 75, second.stderr
+        assert winner["run_id"] in second.stderr and str(winner["pid"]) in second.stderr
+        assert first.wait(timeout=60) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    outcomes = sorted(r["outcome"] for r in vigil_json("runs", config=job))
+    assert outcomes == ["skipped", "success"]  # the first is not journaled as died
+    assert len(committed(dest)) == 1
+
+
+def test_a_symlink_at_the_lock_path_is_not_followed(tmp_path, make_job, app_tree):
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    (tmp_path / "state/locks").mkdir(parents=True)
+    (tmp_path / "state/locks/app.lock").symlink_to(target)
+    proc = vigil("run", config=job, check=1)
+    assert "cannot take lock" in proc.stderr
+    assert target.read_text() == "keep me\n"  # neither truncated nor overwritten with the holder

@@ -118,3 +118,18 @@ def test_doctor_flags_secret_files_others_can_read(tmp_path, make_job, app_tree)
     smtp_pw.chmod(0o600)
     out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
     assert "readable by group or others" not in out and "no literal or exposed secrets" in out
+
+
+def test_doctor_flags_a_state_dir_others_can_write(tmp_path, make_job, app_tree):
+    job = job_for(make_job, tmp_path, app_tree, "")
+    job.chmod(0o600)
+    vigil("run", config=job, check=0)
+    locks = tmp_path / "state/locks"
+    locks.chmod(0o777)  # anyone could delete the lock file and start a second run beside a running one
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job)
+    assert proc.returncode == 1
+    assert f"PROBLEM  state: {locks} is writable by group or others (mode 0777)" in proc.stdout
+    assert f"chmod 700 {locks}" in proc.stdout
+    locks.chmod(0o700)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "writable by group or others" not in out

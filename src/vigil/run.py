@@ -388,8 +388,12 @@ class Run:
     def _work(self) -> None:
         job = self.job
         self._enter("preflight")
+        # One temporary directory per job: the state dir may be shared, and a
+        # job cleans only what its own earlier runs left.
+        tmp_dir = job.state_dir / "tmp" / job.name
+        self._remove_leftovers(tmp_dir)
         encryptor = crypto.encryptor(job) if job.encryption is not None else None
-        ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
+        ctx = SourceContext(job=job, log=self.log, tmp_dir=tmp_dir)
         sources = [make_source(s, ctx) for s in job.source]
         for source in sources:
             source.preflight()
@@ -432,6 +436,25 @@ class Run:
             run_hooks("on_failure", hooks.on_failure, hooks.timeout, self.log, self._hook_env(), self._hook_cwd())
         except BackupError as exc:  # the run has failed already; its step and error stay
             self.log.error("%s", exc)
+
+    def _remove_leftovers(self, tmp_dir: Path) -> None:
+        """Temporary files of an earlier run of this job that was killed (a pgpass file
+        holds a password). We hold the job's lock, so no live run owns them."""
+        try:
+            entries = list(os.scandir(tmp_dir))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.log.warning("cannot list %s: %s", tmp_dir, exc.strerror)
+            return
+        for entry in entries:
+            try:
+                old = entry.stat(follow_symlinks=False).st_mtime < self.started_at
+                if old and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    self.log.info("removed %s, left by an earlier run that did not finish", entry.path)
+            except OSError as exc:
+                self.log.warning("cannot remove %s: %s", entry.path, exc.strerror)
 
     def _after_hooks(self, failed: bool) -> None:
         job = self.job

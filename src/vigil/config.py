@@ -369,6 +369,8 @@ class Retry(Model):
 
 
 class Hooks(Model):
+    # Where hooks run; None: the job file's directory (relative paths resolve against it too).
+    cwd: Path | None = None
     before: list[Argv] = []
     after: list[Argv] = []
     on_failure: list[Argv] = []

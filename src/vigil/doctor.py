@@ -90,6 +90,18 @@ def _state_dir(job: Job) -> Iterator[Finding]:
         yield Finding(OK, "state", f"state dir {d} is writable" + ("" if d.exists() else " (will be created)"))
 
 
+def _state_dir_modes(job: Job) -> Iterator[Finding]:
+    """Whoever may write the state dir or its locks/ can delete the job's lock and start a second run."""
+    for d in (job.state_dir, job.state_dir / "locks"):
+        try:
+            mode = stat.S_IMODE(os.stat(d).st_mode)
+        except OSError:
+            continue  # created by the first run with mode 0700
+        if mode & 0o022:
+            yield Finding(PROBLEM, "state", f"{d} is writable by group or others (mode {mode:04o}): they can "
+                          "remove the job's lock file or its journal", f"chmod 700 {d}")
+
+
 def _destinations(job: Job) -> Iterator[Finding]:
     for cfg in job.destination:
         dest = make_destination(cfg)
@@ -262,7 +274,7 @@ def _health(job: Job) -> Iterator[Finding]:
 
 def diagnose(job: Job, root: Path) -> list[Finding]:
     findings = [Finding(OK, "config", f"{job.config_path} is valid")]
-    for check in (_secrets, _state_dir, _destinations, _tools, _lock, _notifications, _retention, _health):
+    for check in (_secrets, _state_dir, _state_dir_modes, _destinations, _tools, _lock, _notifications, _retention, _health):
         findings.extend(check(job))
     findings.extend(_schedules(job, root))
     return findings

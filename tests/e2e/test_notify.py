@@ -9,10 +9,11 @@ import socket
 import subprocess
 import textwrap
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 
-from helpers import VIGIL, committed, email_notify, files_job_body, vigil, vigil_json, wait_for_step
+from helpers import VIGIL, appending, committed, email_notify, files_job_body, vigil, vigil_json, wait_for_step
 from servers import SMTP_PASSWORD, free_port
 
 HOST = socket.gethostname()
@@ -315,3 +316,41 @@ def test_password_env_set_nowhere_says_where_it_looked(tmp_path, make_job, app_t
     assert "password_env: environment variable VIGIL_TEST_SMTP_PASSWORD is set neither in the environment " \
            f"nor in env_file {tmp_path / 'secrets.env'}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_name_that_is_not_utf8_reaches_every_channel_escaped(tmp_path, make_job, smtp_server, http_recorder):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("fine\n")
+    # Bytes that are no UTF-8: a Latin-1 "é", as an old upload or unzip leaves it.
+    bad = Path(os.fsdecode(os.fsencode(src) + b"/caf\xe9.log"))
+    bad.write_bytes(b"x" * (15 << 20))  # read whole and slow enough that every read sees appends
+    out = tmp_path / "command.out"
+    job = make_job(files_job_body(src, tmp_path / "backups")
+                   + email_notify(smtp_server, on='["success", "failure"]') + textwrap.dedent(f"""
+        [[notify]]
+        type = "webhook"
+        url = "{http_recorder.url}/hook"
+        on = ["success", "failure"]
+        [[notify]]
+        type = "command"
+        on = ["success", "failure"]
+        argv = ["sh", "-c", "printenv VIGIL_WARNINGS > {out}; cat >> {out}"]
+    """))
+    with appending(bad):
+        proc = vigil("run", config=job, check=0)
+    shown = "caf\\xe9.log"  # the undecodable byte as the four characters \xe9
+    assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr
+    assert shown in proc.stderr
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "success" and any(shown in w and "changed" in w for w in run["warnings"])
+    [backup] = committed(tmp_path / "backups")
+    assert any(shown in w for w in json.loads((backup / "manifest.json").read_text())["warnings"])
+    assert shown in (tmp_path / "state/logs/app" / f"{run['run_id']}.log").read_text()
+    mail = smtp_server.wait_for(1)[0]
+    assert shown in mail.get_content()
+    payload = json.loads(http_recorder.requests[0]["body"])
+    assert any(shown in w for w in payload["warnings"])
+    assert out.read_text().count(shown) >= 2  # in VIGIL_WARNINGS and in the body on stdin
+    flushed = vigil("notify", "flush", config=job, check=0)
+    assert "still queued 0" in flushed.stdout

@@ -375,3 +375,18 @@ def test_doctor_warns_when_verify_every_has_no_schedule(tmp_path, make_job, app_
                    'verify_every = "7d"\n')
     out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
     assert "WARNING  schedule: schedule.verify_every is set but nothing runs `vigil verify --deep app`" in out
+
+
+def test_doctor_flags_a_state_dir_others_can_write(tmp_path, make_job, app_tree):
+    job = job_for(make_job, tmp_path, app_tree, "")
+    job.chmod(0o600)
+    vigil("run", config=job, check=0)
+    locks = tmp_path / "state/locks"
+    locks.chmod(0o777)  # anyone could delete the lock file and start a second run beside a running one
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job)
+    assert proc.returncode == 1
+    assert f"PROBLEM  state: {locks} is writable by group or others (mode 0777)" in proc.stdout
+    assert f"chmod 700 {locks}" in proc.stdout
+    locks.chmod(0o700)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "writable by group or others" not in out

@@ -533,3 +533,34 @@ def test_doctor_connects_to_mariadb_with_the_jobs_credentials(tmp_path, make_job
     assert proc.returncode == 1
     assert "PROBLEM  database: source db: cannot connect:" in proc.stdout and "Access denied" in proc.stdout
     assert "wrong-Secret-456" not in proc.stdout
+
+
+def test_pgpass_of_a_killed_run_is_removed_by_the_next_run(tmp_path, make_job, postgres):
+    db = new_db("leftover")
+    postgres.psql(f"CREATE DATABASE {db}")
+    postgres.psql("CREATE TABLE t AS SELECT 1 AS x", db)
+    job = pg_job(make_job, tmp_path, postgres, db)
+    tmp = tmp_path / "state/tmp"
+    # The dump waits for this lock, with its password file in place, until vigil is killed.
+    locker = postgres.background("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);", db)
+    run = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_step(job, "source:db")
+        deadline = time.time() + 30
+        while not (left := list(tmp.rglob("pgpass-*"))) and time.time() < deadline:
+            time.sleep(0.02)
+        assert left, "no password file appeared"
+        os.killpg(run.pid, 9)  # vigil and its children: no clean-up runs
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, 9)
+            run.wait()
+        # The server ends the locking transaction only when told: its client going away is
+        # noticed after pg_sleep.
+        postgres.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+        locker.wait(timeout=30)
+    assert all(p.exists() for p in left)
+    proc = vigil("run", config=job, check=0)
+    assert not any(p.exists() for p in left) and not list(tmp.rglob("pgpass-*"))
+    assert "earlier run" in proc.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import email.policy
 import json
-import os
 import smtplib
 import ssl
 import subprocess
@@ -19,6 +18,7 @@ from vigil.config import (
     AppriseNotify, CommandNotify, EmailNotify, HealthchecksNotify, WebhookNotify, read_secret,
 )
 from vigil.errors import BackupError
+from vigil.hooks import child_env
 
 USER_AGENT = "vigil-backup"
 _RID_NAMESPACE = uuid.UUID("6b1b0a7e-2d54-4c4e-9b7a-7669676c0001")
@@ -115,8 +115,7 @@ def send_healthchecks(cfg: HealthchecksNotify, msg: dict[str, Any]) -> None:
 
 
 def send_command(cfg: CommandNotify, msg: dict[str, Any]) -> None:
-    env = {
-        **os.environ,
+    env = child_env({
         "VIGIL_EVENT": msg["event"],
         "VIGIL_JOB": msg["job"],
         "VIGIL_HOST": msg.get("host") or "",
@@ -128,7 +127,7 @@ def send_command(cfg: CommandNotify, msg: dict[str, Any]) -> None:
         "VIGIL_WARNINGS": "\n".join(msg.get("warnings") or []),
         "VIGIL_BYTES": str(msg.get("bytes") or ""),
         "VIGIL_BACKUP_ID": msg.get("backup_id") or "",
-    }
+    })
     proc = subprocess.run(cfg.argv, input=msg["body"].encode(), env=env, capture_output=True,
                           timeout=cfg.timeout.total_seconds(), check=False)
     if proc.returncode != 0:

@@ -395,7 +395,14 @@ def test_read_only_state_dir_is_one_line_exit_1(tmp_path, make_job, app_tree):
 
 def test_bad_encryption_key_is_refused_not_ignored(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
+    # Not shaped like a key at all: refused when the job is loaded, before any run.
     bad = make_job(files_job_body(app_tree, dest) + '[encryption]\nrecipients = ["age1qqqq"]\n', name="bad")
+    proc = vigil("run", config=bad, check=2)
+    assert "encryption.recipients[0]: not an age public key" in proc.stderr and "Traceback" not in proc.stderr
+    assert not committed(dest, job="bad")
+    # Shaped like a key but with a wrong checksum: the run fails in preflight, before any source is read.
+    good = "age1y34hs0swla8w45gvl89qks5dn4fealzrfrlmhujpwl6thnm6a58sl9eaye"
+    bad = make_job(files_job_body(app_tree, dest) + f'[encryption]\nrecipients = ["{good[:-1]}q"]\n', name="bad")
     proc = vigil("run", config=bad, check=1)
     assert "encryption.recipients[0]: not an age public key" in proc.stderr and "Traceback" not in proc.stderr
     assert not committed(dest, job="bad")

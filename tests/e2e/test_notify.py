@@ -277,3 +277,35 @@ def test_hook_timeout_fails_the_run_and_is_mailed(tmp_path, make_job, app_tree, 
     assert time.monotonic() - start < 20
     assert_failure_mail(only_message(smtp_server), "hook:before", "timed out after 1s")
     assert not committed(tmp_path / "backups")
+
+
+def test_started_by_reaches_every_channel(tmp_path, make_job, app_tree, smtp_server, http_recorder):
+    # Two mails naming two different starters are how a duplicate schedule shows itself.
+    out = tmp_path / "command-env"
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + email_notify(smtp_server, on='["success"]')
+                   + textwrap.dedent(f"""
+        [[notify]]
+        type = "webhook"
+        on = ["success"]
+        url = "{http_recorder.url}/w"
+        [[notify]]
+        type = "healthchecks"
+        url = "{http_recorder.url}/ping/abc"
+        [[notify]]
+        type = "command"
+        on = ["success"]
+        argv = ["sh", "-c", "env | grep ^VIGIL_STARTED_BY > {out}"]
+    """))
+    script = f"{VIGIL} --config {job} run; echo ran"  # a second command: sh stays the parent
+    subprocess.run(["sh", "-c", script], check=True, capture_output=True, timeout=120)
+    starter = f"sh -c {script}"
+    assert f"Started by: {starter}" in only_message(smtp_server).get_content().splitlines()
+    [hook] = [r for r in http_recorder.requests if r["path"] == "/w"]
+    payload = json.loads(hook["body"])
+    assert payload["started_by"] == starter and payload["started_by_chain"][0] == starter
+    assert len(payload["started_by_chain"]) > 1  # and whoever ran the shell
+    [ping] = [r for r in http_recorder.requests if urlparse(r["path"]).path == "/ping/abc"]
+    assert f"started by: {starter}\n".encode() in ping["body"]
+    assert f"VIGIL_STARTED_BY={starter}\n" in out.read_text()
+    [run] = vigil_json("runs", config=job)
+    assert run["started_by"] == starter

@@ -161,3 +161,22 @@ def test_the_run_after_a_killed_one_is_no_duplicate(tmp_path, make_job, slow_tre
     vigil("run", config=job, check=0)  # finds the killed run dead, after it started
     h = vigil("health", config=job)
     assert h.returncode == 0 and "overlapped" not in h.stdout, h.stdout
+
+
+def test_a_journal_from_before_verify_results_is_upgraded_in_place(tmp_path, make_job, app_tree):
+    import sqlite3
+
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    vigil("run", config=job, check=0)
+    db = sqlite3.connect(tmp_path / "state" / "journal.db")
+    db.executescript("DROP TABLE verifications; PRAGMA user_version = 2;")  # as an older vigil left it
+    db.close()
+    [backup] = committed(dest)
+    flip_byte(backup / "files-app.tar.zst")
+    vigil("verify", config=job, check=1)
+    assert vigil("health", config=job).returncode == 2
+    db = sqlite3.connect(tmp_path / "state" / "journal.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    [(ok, reason)] = db.execute("SELECT ok, reason FROM verifications").fetchall()
+    assert ok == 0 and "checksum mismatch" in reason

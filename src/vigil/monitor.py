@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import tempfile
 import time
 from datetime import datetime, timezone, tzinfo
@@ -80,6 +81,8 @@ def record_verify(job: Job, copies: list[tuple[str, str, list[str]]], log: loggi
             if problems:
                 reason = problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
             journal.record_verification(VerifyRow(job.name, backup_id, destination, not problems, reason, now))
+    except sqlite3.Error as exc:  # what verify found is printed either way
+        log.warning("%s: cannot record the verify result: %s", job.name, exc)
     finally:
         journal.close()
 

@@ -293,6 +293,7 @@ def health(ctx: click.Context, jobs: tuple[str, ...], fmt: str, notify: bool) ->
 def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, restore_test: bool, every: bool) -> None:
     """Check stored backups (default: every job's latest): present, intact, readable, restorable."""
     from vigil.destinations import make_destination
+    from vigil.monitor import record_verify
     from vigil.verify import Verifier
 
     from vigil.manifest import is_backup_id
@@ -309,6 +310,7 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
         for one in ids:
             with meter(_state(ctx).progress) as m:
                 report = Verifier(j, log, m).verify(one, deep, restore_test)
+            record_verify(j, report.copies, log)
             for line in report.checked:
                 print(f"OK       {line}")
             for line in report.problems:

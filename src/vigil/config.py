@@ -358,9 +358,16 @@ class Retention(Model):
 
 
 class Health(Model):
-    max_age: Duration | None = None
+    grace: Duration = Duration(hours=3)  # with [schedule]: how late a due backup may be
+    max_age: Duration | None = None  # default 25h without [schedule]; with one, only when set
     max_runtime: Duration = Duration(hours=6)
     renotify: Duration = Duration(hours=6)
+
+    def __post_init__(self) -> None:
+        for key in ("grace", "max_age"):
+            value = getattr(self, key)
+            if value is not None and value <= timedelta(0):
+                raise ValueError(f"{key}: must be longer than 0s")
 
 
 class Retry(Model):

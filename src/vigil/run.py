@@ -200,6 +200,7 @@ class Run:
         self._finishing = False
         self._signal: str | None = None
         self._log_handler: logging.Handler | None = None
+        self._started_by: dict | None = None
         self._backup_set: BackupSet | None = None
         self._hooks_started = False
         self._lease_held: S3Lease | None = None
@@ -302,8 +303,11 @@ class Run:
         return RunResult(self.job.name, SKIPPED, self.run_id, "lock", message)
 
     def _starter(self) -> dict:
-        chain = parent_chain()
-        return {"started_by": chain[0] if chain else None, "started_by_chain": chain}
+        # Read once, at the start: every row and notification of the run names the same starter.
+        if self._started_by is None:
+            chain = parent_chain()
+            self._started_by = {"started_by": chain[0] if chain else None, "started_by_chain": chain}
+        return self._started_by
 
     def _open_run_log(self) -> None:
         try:
@@ -541,7 +545,8 @@ class Run:
         step = None if outcome == SUCCESS else self.step
         row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=outcome,
                      finished_at=self.clock(), step=step, error=error, warnings=self.warnings, bytes=self.size,
-                     backup_id=self.run_id if self.committed_on else None, log_path=str(self.log_path))
+                     backup_id=self.run_id if self.committed_on else None, log_path=str(self.log_path),
+                     **self._starter())
         assert self.journal is not None
         try:
             self.journal.finish_run(self.run_id, outcome, step=step, error=error, warnings=self.warnings,

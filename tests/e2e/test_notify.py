@@ -354,3 +354,35 @@ def test_a_name_that_is_not_utf8_reaches_every_channel_escaped(tmp_path, make_jo
     assert out.read_text().count(shown) >= 2  # in VIGIL_WARNINGS and in the body on stdin
     flushed = vigil("notify", "flush", config=job, check=0)
     assert "still queued 0" in flushed.stdout
+
+
+def test_started_by_reaches_every_channel(tmp_path, make_job, app_tree, smtp_server, http_recorder):
+    # Two mails naming two different starters are how a duplicate schedule shows itself.
+    out = tmp_path / "command-env"
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + email_notify(smtp_server, on='["success"]')
+                   + textwrap.dedent(f"""
+        [[notify]]
+        type = "webhook"
+        on = ["success"]
+        url = "{http_recorder.url}/w"
+        [[notify]]
+        type = "healthchecks"
+        url = "{http_recorder.url}/ping/abc"
+        [[notify]]
+        type = "command"
+        on = ["success"]
+        argv = ["sh", "-c", "env | grep ^VIGIL_STARTED_BY > {out}"]
+    """))
+    script = f"{VIGIL} --config {job} run; echo ran"  # a second command: sh stays the parent
+    subprocess.run(["sh", "-c", script], check=True, capture_output=True, timeout=120)
+    starter = f"sh -c {script}"
+    assert f"Started by: {starter}" in only_message(smtp_server).get_content().splitlines()
+    [hook] = [r for r in http_recorder.requests if r["path"] == "/w"]
+    payload = json.loads(hook["body"])
+    assert payload["started_by"] == starter and payload["started_by_chain"][0] == starter
+    assert len(payload["started_by_chain"]) > 1  # and whoever ran the shell
+    [ping] = [r for r in http_recorder.requests if urlparse(r["path"]).path == "/ping/abc"]
+    assert f"started by: {starter}\n".encode() in ping["body"]
+    assert f"VIGIL_STARTED_BY={starter}\n" in out.read_text()
+    [run] = vigil_json("runs", config=job)
+    assert run["started_by"] == starter

@@ -109,7 +109,8 @@ def ping_start(cfg: HealthchecksNotify, run_id: str, timeout: float) -> None:
 
 def send_healthchecks(cfg: HealthchecksNotify, msg: dict[str, Any]) -> None:
     body = msg.get("log_tail") or msg["subject"]
-    text = f"{msg['subject']}\nrun: {msg.get('run_id') or '-'}\n\n{body}"
+    starter = f"\nstarted by: {msg['started_by']}" if msg.get("started_by") else ""
+    text = f"{msg['subject']}\nrun: {msg.get('run_id') or '-'}{starter}\n\n{body}"
     _http(healthchecks_url(cfg, msg["event"], msg.get("run_id")), text.encode()[-100_000:],
           {"Content-Type": "text/plain; charset=utf-8"}, cfg.timeout.total_seconds())
 
@@ -127,6 +128,8 @@ def send_command(cfg: CommandNotify, msg: dict[str, Any]) -> None:
         "VIGIL_WARNINGS": "\n".join(msg.get("warnings") or []),
         "VIGIL_BYTES": str(msg.get("bytes") or ""),
         "VIGIL_BACKUP_ID": msg.get("backup_id") or "",
+        "VIGIL_STARTED_BY": msg.get("started_by") or "",
+        "VIGIL_STARTED_BY_CHAIN": "\n".join(msg.get("started_by_chain") or []),
     })
     proc = subprocess.run(cfg.argv, input=msg["body"].encode(), env=env, capture_output=True,
                           timeout=cfg.timeout.total_seconds(), check=False)

@@ -9,7 +9,7 @@ into an empty directory; and `zstd -dc FILE | tar -xO | HASH` (decompress,
 walk the tar, hash every file's content) vs `vigil verify --deep`, with HASH
 both `openssl dgst -sha256` (SHA-NI accelerated, the fastest SHA-256 here) and
 coreutils `sha256sum` (the tool SPEC §4 names for checking a backup by hand):
-the issue's "plus hashing" does not say which. Prints medians, ratios and
+which hashing tool is the baseline decides the ratio. Prints medians, ratios and
 peak RSS.
 """
 

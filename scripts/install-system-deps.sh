@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vigil's tests use, when they are missing:
 # zstd and tar/bsdtar (restore without vigil), age, sqlite3, and the
-# PostgreSQL and MariaDB servers the integration tests start themselves.
+# PostgreSQL and MariaDB servers the integration tests start themselves;
+# systemd for systemd-analyze (the schedule tests check timers with it).
 set -euo pipefail
 
 need=()
@@ -13,6 +14,7 @@ have sqlite3 || need+=(sqlite3)
 have mariadbd || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 have mariadb-dump || need+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+have systemd-analyze || need+=(systemd)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -130,6 +130,9 @@ class FlakyFront(_Served):
 
     upstream: str
     failures: int = 0
+    # Downloads (GET) of keys holding this text are refused with 403 AccessDenied,
+    # as a store whose policy allows writing but not reading.
+    deny_get: str | None = None
     port: int = 0
     refused: list[str] = field(default_factory=list)
     server: Any = None
@@ -147,6 +150,15 @@ class FlakyFront(_Served):
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if self.command == "GET" and front.deny_get and front.deny_get in self.path:
+                    front.refused.append(self.path)
+                    denied = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(denied)))
+                    self.end_headers()
+                    self.wfile.write(denied)
+                    return
                 if self.command == "PUT" and front.failures > 0:
                     front.failures -= 1
                     front.refused.append(self.path)

@@ -8,6 +8,9 @@ from datetime import datetime, timedelta, timezone
 _DURATION = re.compile(r"(?:\d+[wdhms])+")
 _DURATION_PART = re.compile(r"(\d+)([wdhms])")
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+# Durations are added to and subtracted from today's date: past a century the
+# arithmetic leaves datetime's range, and no backup setting means that long.
+MAX_DURATION = timedelta(days=36500)
 
 
 def utcnow() -> datetime:
@@ -34,7 +37,11 @@ def parse_duration(text: str) -> timedelta:
     s = text.strip().lower()
     if not _DURATION.fullmatch(s):
         raise ValueError(f"bad duration {text!r} (use e.g. \"90s\", \"30m\", \"3h\", \"7d\")")
-    total = sum(int(n) * _UNITS[u] for n, u in _DURATION_PART.findall(s))
+    parts = _DURATION_PART.findall(s)
+    # Python refuses to convert numbers of thousands of digits: such a number is too long anyway.
+    total = sum(int(n) * _UNITS[u] if len(n) < 20 else 1 << 64 for n, u in parts)
+    if total > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {text!r} is too long (at most {MAX_DURATION.days}d)")
     return timedelta(seconds=total)
 
 

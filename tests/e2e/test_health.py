@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from helpers import VIGIL, email_notify, files_job_body, vigil
+from helpers import VIGIL, committed, email_notify, files_job_body, flip_byte, vigil, wait_for_step
 
 
 def test_fresh_then_too_old(tmp_path, make_job, app_tree):
@@ -95,3 +97,86 @@ def test_health_usage_errors_are_unknown_not_critical(tmp_path, make_job, app_tr
         assert proc.returncode == 3, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
     assert vigil("list", "--bogus", config=job).returncode == 2  # other commands keep exit 2
+
+
+def backdate(backup: Path, started: datetime) -> Path:
+    """Make a real backup look as if it had started at `started`: manifest and directory name agree."""
+    manifest = json.loads((backup / "manifest.json").read_text())
+    new_id = f"{started:%Y%m%dT%H%M%SZ}-{manifest['id'].rsplit('-', 1)[1]}"
+    manifest.update(id=new_id, started_at=started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    finished_at=(started + timedelta(seconds=2)).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    (backup / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return backup.rename(backup.with_name(new_id))
+
+
+def daily_at(t: datetime) -> str:
+    return f'[schedule]\ncron = "{t.minute} {t.hour} * * *"\n'
+
+
+def test_a_missed_scheduled_backup_is_critical_once_grace_has_passed(tmp_path, make_job, app_tree):
+    dest, utc = tmp_path / "backups", {"TZ": "UTC"}  # cron reads the schedule in the host's zone
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    missed = now - timedelta(hours=3, minutes=5)  # today's run, due 3h05m ago, never happened
+    job = make_job(files_job_body(app_tree, dest) + daily_at(missed))
+    vigil("run", config=job, check=0)
+    [backup] = committed(dest)
+    backup = backdate(backup, missed - timedelta(days=1) + timedelta(seconds=5))  # yesterday's run
+    crit = vigil("health", config=job, env=utc)
+    assert crit.returncode == 2, crit.stdout
+    assert f"the backup due at {missed:%Y-%m-%d %H:%M:%S} UTC is missing (3h5m late, grace 3h;" in crit.stdout
+
+    due = now - timedelta(hours=2, minutes=50)  # due 2h50m ago: still within grace
+    make_job(files_job_body(app_tree, dest) + daily_at(due))
+    backdate(backup, due - timedelta(days=1) + timedelta(seconds=5))
+    assert vigil("health", config=job, env=utc).returncode == 0
+    make_job(files_job_body(app_tree, dest) + daily_at(due) + '[health]\ngrace = "2h"\n')
+    late = vigil("health", "--format", "nagios", config=job, env=utc)
+    assert late.returncode == 2 and "is missing (2h50m late, grace 2h;" in late.stdout
+
+
+def test_a_damaged_newest_backup_is_critical_until_a_newer_one_exists(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    vigil("run", config=job, check=0)
+    vigil("verify", config=job, check=0)
+    assert vigil("health", config=job).returncode == 0
+    [backup] = committed(dest)
+    flip_byte(backup / "files-app.tar.zst")
+    vigil("verify", config=job, check=1)
+    crit = vigil("health", config=job)
+    assert crit.returncode == 2
+    assert f"destination local: newest backup {backup.name} was found damaged by verify at " in crit.stdout
+    assert "checksum mismatch" in crit.stdout
+    vigil("run", config=job, check=0)
+    assert vigil("health", config=job).returncode == 0, "a newer good backup clears it"
+
+
+def test_the_run_after_a_killed_one_is_no_duplicate(tmp_path, make_job, slow_tree):
+    job = make_job(files_job_body(slow_tree, tmp_path / "backups"))
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL)
+    wait_for_step(job, "source:")
+    proc.kill()
+    proc.wait()
+    (slow_tree / "huge.sparse").unlink()
+    vigil("run", config=job, check=0)  # finds the killed run dead, after it started
+    h = vigil("health", config=job)
+    assert h.returncode == 0 and "overlapped" not in h.stdout, h.stdout
+
+
+def test_a_journal_from_before_verify_results_is_upgraded_in_place(tmp_path, make_job, app_tree):
+    import sqlite3
+
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest))
+    vigil("run", config=job, check=0)
+    db = sqlite3.connect(tmp_path / "state" / "journal.db")
+    db.executescript("DROP TABLE verifications; PRAGMA user_version = 2;")  # as an older vigil left it
+    db.close()
+    [backup] = committed(dest)
+    flip_byte(backup / "files-app.tar.zst")
+    vigil("verify", config=job, check=1)
+    assert vigil("health", config=job).returncode == 2
+    db = sqlite3.connect(tmp_path / "state" / "journal.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    [(ok, reason)] = db.execute("SELECT ok, reason FROM verifications").fetchall()
+    assert ok == 0 and "checksum mismatch" in reason

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import textwrap
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 
-from helpers import VIGIL, committed, email_notify, files_job_body, vigil, vigil_json, wait_for_step
+from helpers import VIGIL, appending, committed, email_notify, files_job_body, vigil, vigil_json, wait_for_step
 from servers import SMTP_PASSWORD, free_port
 
 HOST = socket.gethostname()
@@ -277,3 +279,110 @@ def test_hook_timeout_fails_the_run_and_is_mailed(tmp_path, make_job, app_tree, 
     assert time.monotonic() - start < 20
     assert_failure_mail(only_message(smtp_server), "hook:before", "timed out after 1s")
     assert not committed(tmp_path / "backups")
+
+
+def cron_env() -> dict[str, str]:
+    """What cron gives a job: a bare PATH and HOME, none of the shell's variables."""
+    return {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+
+
+def test_env_file_feeds_password_env_in_a_cron_like_environment(tmp_path, make_job, app_tree, smtp_server):
+    head, _, tail = SMTP_PASSWORD.partition("-")
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text(textwrap.dedent(f"""\
+        # read by vigil itself, never exported
+        PASSWORD_HEAD={head}
+        VIGIL_TEST_SMTP_PASSWORD="${{PASSWORD_HEAD}}-{tail}"   # quoted, with a reference
+    """))
+    env_file.chmod(0o600)
+    seen = tmp_path / "hook-env"
+    job = make_job('env_file = "secrets.env"\n' + files_job_body(app_tree, tmp_path / "backups")
+                   + email_notify(smtp_server, on='["success"]')
+                   + f'[hooks]\nbefore = [["sh", "-c", "env > {seen}"]]\n')
+    proc = subprocess.run([VIGIL, "--config", str(job), "run"], env=cron_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    msg = only_message(smtp_server)  # the server accepts only SMTP_PASSWORD: the env_file's value logged in
+    assert msg["Subject"].startswith("[vigil] OK app@")
+    assert SMTP_PASSWORD not in seen.read_text() and "VIGIL_TEST_SMTP_PASSWORD" not in seen.read_text()
+
+
+def test_password_env_set_nowhere_says_where_it_looked(tmp_path, make_job, app_tree, smtp_server):
+    (tmp_path / "secrets.env").write_text("OTHER=1\n")
+    job = make_job('env_file = "secrets.env"\n' + files_job_body(app_tree, tmp_path / "backups")
+                   + email_notify(smtp_server, on='["success"]'))
+    proc = subprocess.run([VIGIL, "--config", str(job), "run"], env=cron_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert "password_env: environment variable VIGIL_TEST_SMTP_PASSWORD is set neither in the environment " \
+           f"nor in env_file {tmp_path / 'secrets.env'}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_name_that_is_not_utf8_reaches_every_channel_escaped(tmp_path, make_job, smtp_server, http_recorder):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("fine\n")
+    # Bytes that are no UTF-8: a Latin-1 "é", as an old upload or unzip leaves it.
+    bad = Path(os.fsdecode(os.fsencode(src) + b"/caf\xe9.log"))
+    bad.write_bytes(b"x" * (15 << 20))  # read whole and slow enough that every read sees appends
+    out = tmp_path / "command.out"
+    job = make_job(files_job_body(src, tmp_path / "backups")
+                   + email_notify(smtp_server, on='["success", "failure"]') + textwrap.dedent(f"""
+        [[notify]]
+        type = "webhook"
+        url = "{http_recorder.url}/hook"
+        on = ["success", "failure"]
+        [[notify]]
+        type = "command"
+        on = ["success", "failure"]
+        argv = ["sh", "-c", "printenv VIGIL_WARNINGS > {out}; cat >> {out}"]
+    """))
+    with appending(bad):
+        proc = vigil("run", config=job, check=0)
+    shown = "caf\\xe9.log"  # the undecodable byte as the four characters \xe9
+    assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr
+    assert shown in proc.stderr
+    [run] = vigil_json("runs", config=job)
+    assert run["outcome"] == "success" and any(shown in w and "changed" in w for w in run["warnings"])
+    [backup] = committed(tmp_path / "backups")
+    assert any(shown in w for w in json.loads((backup / "manifest.json").read_text())["warnings"])
+    assert shown in (tmp_path / "state/logs/app" / f"{run['run_id']}.log").read_text()
+    mail = smtp_server.wait_for(1)[0]
+    assert shown in mail.get_content()
+    payload = json.loads(http_recorder.requests[0]["body"])
+    assert any(shown in w for w in payload["warnings"])
+    assert out.read_text().count(shown) >= 2  # in VIGIL_WARNINGS and in the body on stdin
+    flushed = vigil("notify", "flush", config=job, check=0)
+    assert "still queued 0" in flushed.stdout
+
+
+def test_started_by_reaches_every_channel(tmp_path, make_job, app_tree, smtp_server, http_recorder):
+    # Two mails naming two different starters are how a duplicate schedule shows itself.
+    out = tmp_path / "command-env"
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + email_notify(smtp_server, on='["success"]')
+                   + textwrap.dedent(f"""
+        [[notify]]
+        type = "webhook"
+        on = ["success"]
+        url = "{http_recorder.url}/w"
+        [[notify]]
+        type = "healthchecks"
+        url = "{http_recorder.url}/ping/abc"
+        [[notify]]
+        type = "command"
+        on = ["success"]
+        argv = ["sh", "-c", "env | grep ^VIGIL_STARTED_BY > {out}"]
+    """))
+    script = f"{VIGIL} --config {job} run; echo ran"  # a second command: sh stays the parent
+    subprocess.run(["sh", "-c", script], check=True, capture_output=True, timeout=120)
+    starter = f"sh -c {script}"
+    assert f"Started by: {starter}" in only_message(smtp_server).get_content().splitlines()
+    [hook] = [r for r in http_recorder.requests if r["path"] == "/w"]
+    payload = json.loads(hook["body"])
+    assert payload["started_by"] == starter and payload["started_by_chain"][0] == starter
+    assert len(payload["started_by_chain"]) > 1  # and whoever ran the shell
+    [ping] = [r for r in http_recorder.requests if urlparse(r["path"]).path == "/ping/abc"]
+    assert f"started by: {starter}\n".encode() in ping["body"]
+    assert f"VIGIL_STARTED_BY={starter}\n" in out.read_text()
+    [run] = vigil_json("runs", config=job)
+    assert run["started_by"] == starter

@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import tarfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from helpers import (VIGIL, appending, committed, files_job_body, flip_byte, tree_listing, vigil, vigil_json,
-                     wait_for_step)
+from helpers import (VIGIL, appending, committed, email_notify, files_and_sqlite, files_job_body, flip_byte,
+                     tree_listing, vigil, vigil_json, wait_for_step)
 
 
 def extract_with_tar(archive: Path, into: Path, tar: str = "tar") -> None:
@@ -394,7 +395,14 @@ def test_read_only_state_dir_is_one_line_exit_1(tmp_path, make_job, app_tree):
 
 def test_bad_encryption_key_is_refused_not_ignored(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
+    # Not shaped like a key at all: refused when the job is loaded, before any run.
     bad = make_job(files_job_body(app_tree, dest) + '[encryption]\nrecipients = ["age1qqqq"]\n', name="bad")
+    proc = vigil("run", config=bad, check=2)
+    assert "encryption.recipients[0]: not an age public key" in proc.stderr and "Traceback" not in proc.stderr
+    assert not committed(dest, job="bad")
+    # Shaped like a key but with a wrong checksum: the run fails in preflight, before any source is read.
+    good = "age1y34hs0swla8w45gvl89qks5dn4fealzrfrlmhujpwl6thnm6a58sl9eaye"
+    bad = make_job(files_job_body(app_tree, dest) + f'[encryption]\nrecipients = ["{good[:-1]}q"]\n', name="bad")
     proc = vigil("run", config=bad, check=1)
     assert "encryption.recipients[0]: not an age public key" in proc.stderr and "Traceback" not in proc.stderr
     assert not committed(dest, job="bad")
@@ -510,3 +518,125 @@ def test_progress_bars_only_on_a_terminal(tmp_path, make_job, app_tree):
                                  config=job)
     assert code == 0 and "files-app.tar.zst" in shown and "/ " in shown  # a bar with its total
     assert (tmp_path / "r/upload.bin").stat().st_size == 192 << 20
+
+
+def test_root_renamed_away_during_the_run_fails_it_and_prunes_nothing(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n")
+    vigil("run", config=job, check=0)
+    [good] = committed(dest)
+    # Read first (sorted names) and slow (~5 s of hashing zeros): the rename lands while it is read.
+    with open(app_tree / "0-huge.sparse", "wb") as fh:
+        fh.truncate(8 << 30)
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for_step(job, "source:app")
+        app_tree.rename(tmp_path / "www-moved")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert f"path {app_tree} vanished" in err and "Traceback" not in err
+    runs = vigil_json("runs", config=job)
+    assert (runs[0]["outcome"], runs[0]["step"]) == ("failed", "source:app")
+    assert committed(dest) == [good]  # keep_last = 1 pruned nothing: the good backup is still there
+
+
+def test_sources_are_opened_only_after_the_before_hooks(tmp_path, make_job):
+    """A before hook may mount or dump what a source reads: preflight must not look first."""
+    src, db, dest = tmp_path / "mounted", tmp_path / "dump.sqlite", tmp_path / "backups"
+    make = f"mkdir -p {src} && echo hello > {src}/f.txt && sqlite3 {db} 'CREATE TABLE t (x); INSERT INTO t VALUES (1)'"
+    job = make_job(files_and_sqlite(src, db) + f'[[destination]]\ntype = "local"\npath = "{dest}"\n'
+                   + f'[hooks]\nbefore = [["sh", "-c", "{make}"]]\n')
+    vigil("run", config=job, check=0)
+    [backup] = committed(dest)
+    extract_with_tar(backup / "files-app.tar.zst", tmp_path / "out")
+    assert (tmp_path / "out/f.txt").read_text() == "hello\n"
+    assert (backup / "db-db.sqlite.zst").exists()
+
+
+def test_on_failure_hooks_run_whatever_the_step(tmp_path, make_job, app_tree):
+    marker = tmp_path / "on-failure"
+    hooks = f'[hooks]\non_failure = [["sh", "-c", "echo $VIGIL_STEP >> {marker}"]]\n'
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the destination's parent should be")
+    # Fails in preflight, before any before hook.
+    job = make_job(files_job_body(app_tree, blocker / "backups") + hooks, name="early")
+    vigil("run", config=job, check=1)
+    assert marker.read_text() == "destination:local\n"
+    # Fails in the after hook of an otherwise good run.
+    marker.unlink()
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + hooks + 'before = [["true"]]\nafter = [["false"]]\n', name="late")
+    vigil("run", config=job, check=1)
+    assert marker.read_text() == "hook:after\n"
+
+
+def test_hooks_run_in_the_job_directory_or_hooks_cwd(tmp_path, make_job, app_tree):
+    site = tmp_path / "site"
+    site.mkdir()
+    job = make_job(files_job_body(app_tree, tmp_path / "backups")
+                   + '[hooks]\nbefore = [["sh", "-c", "pwd > where.txt"]]\n')
+    # As from cron: the working directory is somewhere else entirely.
+    subprocess.run([VIGIL, "--config", str(job), "run"], cwd="/", check=True, capture_output=True)
+    assert (tmp_path / "where.txt").read_text().strip() == str(tmp_path)
+    job.write_text(job.read_text().replace("[hooks]\n", '[hooks]\ncwd = "site"\n'))
+    subprocess.run([VIGIL, "--config", str(job), "run"], cwd="/", check=True, capture_output=True)
+    assert (site / "where.txt").read_text().strip() == str(site)
+
+
+def test_hooks_and_command_channels_do_not_see_the_secrets(tmp_path, make_job, app_tree, smtp_server):
+    hook_env, channel_env = tmp_path / "hook.env", tmp_path / "channel.env"
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + email_notify(smtp_server) + textwrap.dedent(f"""
+        [[notify]]
+        type = "command"
+        on = ["success"]
+        argv = ["sh", "-c", "env > {channel_env}"]
+        [hooks]
+        before = [["sh", "-c", "env > {hook_env}"]]
+    """))
+    vigil("run", config=job, check=0)
+    for dump in (hook_env, channel_env):
+        names = {line.split("=", 1)[0] for line in dump.read_text().splitlines() if "=" in line}
+        assert "VIGIL_JOB" in names and "PATH" in names
+        assert "VIGIL_TEST_SMTP_PASSWORD" not in names  # the mail channel's password_env
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_lock_file_deleted_or_replaced_mid_run_does_not_let_a_second_run_in(tmp_path, make_job, app_tree, how):
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(app_tree, dest) + '[hooks]\nbefore = [["sleep", "4"]]\n')
+    first = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    try:
+        winner = wait_for_step(job, "hook:before")
+        lock = tmp_path / "state/locks/app.lock"
+        if how == "deleted":
+            lock.unlink()
+        else:
+            fresh = lock.with_suffix(".new")
+            fresh.write_text("")
+            fresh.rename(lock)
+        second = vigil("run", config=job)
+        assert second.returncode == 75, second.stderr
+        assert winner["run_id"] in second.stderr and str(winner["pid"]) in second.stderr
+        assert first.wait(timeout=60) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    outcomes = sorted(r["outcome"] for r in vigil_json("runs", config=job))
+    assert outcomes == ["skipped", "success"]  # the first is not journaled as died
+    assert len(committed(dest)) == 1
+
+
+def test_a_symlink_at_the_lock_path_is_not_followed(tmp_path, make_job, app_tree):
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    job = make_job(files_job_body(app_tree, tmp_path / "backups"))
+    (tmp_path / "state/locks").mkdir(parents=True)
+    (tmp_path / "state/locks/app.lock").symlink_to(target)
+    proc = vigil("run", config=job, check=1)
+    assert "cannot take lock" in proc.stderr
+    assert target.read_text() == "keep me\n"  # neither truncated nor overwritten with the holder

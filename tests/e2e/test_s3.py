@@ -273,3 +273,36 @@ def test_503_from_the_store_is_retried_then_fails_at_the_destination(tmp_path, m
     assert (runs[0]["outcome"], runs[0]["step"]) == ("failed", "destination:offsite")
     assert "503" in runs[0]["error"] or "SlowDown" in runs[0]["error"]
     assert [r["id"] for r in vigil_json("list", config=job)] == [row["id"]]  # nothing half-uploaded is listed
+
+
+@pytest.mark.parametrize("prefix,folder", [("vigil", "vigil/"), ("/vigil/", "vigil/"), ("a//b", "a/b/"), ("", "")])
+def test_prefix_is_a_folder(tmp_path, make_job, s3_server, s3_bucket, prefix, folder):
+    s3, bucket = s3_bucket
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.txt").write_text("x")
+    dest = s3_dest(s3_server, bucket).replace('prefix = "backups/"', f'prefix = "{prefix}"')
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{tmp_path / "src"}"\n' + dest)
+    vigil("run", config=job, check=0)
+    [row] = vigil_json("list", config=job)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"{folder}app/{row['id']}/manifest.json" in keys, keys
+    assert all(k.startswith(f"{folder}app/") for k in keys), keys
+
+
+def test_read_back_refused_by_the_store_drops_only_that_destination(tmp_path, make_job, app_tree, s3_bucket,
+                                                                    flaky_s3):
+    s3, bucket = s3_bucket
+    local = tmp_path / "local"
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n'
+                   f'[[destination]]\ntype = "local"\nname = "disk"\npath = "{local}"\n'
+                   + s3_dest(flaky_s3.url, bucket))
+    flaky_s3.deny_get = "files-app.tar.zst"  # uploads pass, the read-back is refused
+    proc = vigil("run", config=job, check=1)
+    assert "Traceback" not in proc.stderr
+    assert any("files-app.tar.zst" in p for p in flaky_s3.refused)
+    [run] = vigil_json("runs", config=job)
+    assert (run["outcome"], run["step"]) == ("failed", "destination:offsite")
+    assert "destination offsite" in run["error"] and ("403" in run["error"] or "AccessDenied" in run["error"])
+    assert len(committed(local)) == 1  # the local copy still committed
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="backups/app/").get("Contents", [])
+    assert not [o for o in listed if o["Key"].endswith("manifest.json")]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
-from helpers import files_job_body, vigil
+import pytest
+
+from helpers import VIGIL, files_job_body, vigil
 
 LEGACY = "/var/www/api-gateway/scripts/backup-run.sh"
 
@@ -118,3 +122,271 @@ def test_doctor_flags_secret_files_others_can_read(tmp_path, make_job, app_tree)
     smtp_pw.chmod(0o600)
     out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
     assert "readable by group or others" not in out and "no literal or exposed secrets" in out
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://backup:pg-Secret-1@127.0.0.1:1/app",
+                                 "host=127.0.0.1 port=1 dbname=app user=backup password='pg-Secret-1'"])
+def test_doctor_flags_password_in_dsn_and_credential_headers(tmp_path, make_job, app_tree, dsn):
+    job = job_for(make_job, tmp_path, app_tree,
+                  f'[[source]]\ntype = "postgres"\nname = "db"\ndsn = "{dsn}"\n'
+                  '[[notify]]\ntype = "webhook"\nurl = "https://hooks.example.test/x"\n'
+                  '[notify.headers]\nAuthorization = "Bearer tok-Secret-2"\nX-Api-Key = "key-Secret-3"\n'
+                  'Content-Type = "application/json"\n')
+    job.chmod(0o644)
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "PROBLEM  secrets: source db: password in dsn" in out
+    assert "PROBLEM  secrets: notify webhook: header Authorization holds a credential" in out
+    assert "PROBLEM  secrets: notify webhook: header X-Api-Key holds a credential" in out
+    assert "Content-Type" not in out and "chmod 600" in out
+    assert not any(s in out for s in ("pg-Secret-1", "tok-Secret-2", "key-Secret-3"))
+
+    job.chmod(0o600)  # only the owner reads it: the header is where it must be, the dsn could do better
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "WARNING  secrets: source db: password in dsn" in out and "header" not in out
+
+
+def test_doctor_warns_about_a_readable_env_file(tmp_path, make_job, app_tree):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SMTP_PASSWORD=hunter2\n")
+    env_file.chmod(0o640)
+    job = job_for(make_job, tmp_path, app_tree, "").read_text()
+    path = tmp_path / "app.toml"
+    path.write_text(f'env_file = "{env_file}"\n' + job)
+    path.chmod(0o600)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=path).stdout
+    assert f"WARNING  secrets: env_file {env_file} is readable by group or others (mode 0640)" in out
+    assert "PROBLEM  secrets" not in out and "hunter2" not in out
+    env_file.chmod(0o600)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=path).stdout
+    assert "env_file" not in out and "no literal or exposed secrets" in out
+
+
+# --- what install writes runs the vigil that installed it, with the config as one argument ---
+
+ODD_DIR = "my jobs 50% $HOME;touch PWNED;# 'q' \"dq\" back\\slash"
+
+
+def odd_job(tmp_path: Path, app_tree: Path, extra: str = "") -> Path:
+    d = tmp_path / ODD_DIR
+    d.mkdir()
+    job = d / "app.toml"
+    job.write_text(f'name = "app"\nstate_dir = "{tmp_path / "state"}"\n'
+                   + files_job_body(app_tree, tmp_path / "backups") + '[schedule]\ncron = "0 19 * * *"\n' + extra)
+    return job
+
+
+def linked_vigil(tmp_path: Path) -> Path:
+    """The installed vigil, reached through a directory with a space: install must name this path."""
+    from helpers import VIGIL
+
+    bindir = tmp_path / "venv bin"
+    bindir.mkdir()
+    (bindir / "vigil").symlink_to(VIGIL)
+    return bindir / "vigil"
+
+
+def fake_vigil(path: Path, record: Path) -> None:
+    path.unlink()
+    path.write_text(f"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > '{record}'\n")
+    path.chmod(0o755)
+
+
+def cron_sh(command: str) -> str:
+    """What cron hands to `sh -c` (crontab(5)): an unescaped % ends the command, \\% is a %."""
+    out, i = "", 0
+    while i < len(command):
+        if command[i] == "\\" and i + 1 < len(command):
+            out += "%" if command[i + 1] == "%" else command[i:i + 2]
+            i += 2
+            continue
+        if command[i] == "%":
+            break
+        out += command[i]
+        i += 1
+    return out
+
+
+def install(vigil_path: Path, job: Path, root: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(vigil_path), "--config", str(job), "schedule", "install", "app", "--root", str(root),
+                           *flags], capture_output=True, text=True)
+
+
+def test_cron_line_runs_this_vigil_with_the_config_as_one_argument(tmp_path, app_tree):
+    job = odd_job(tmp_path, app_tree, 'verify_every = "7d"\n')
+    vigil_path = linked_vigil(tmp_path)
+    root = tmp_path / "root"
+    proc = install(vigil_path, job, root, "--cron")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in (root / "etc/cron.d/vigil-app").read_text().splitlines() if ln[:1].isdigit() or ln[:1] == "*"]
+    assert len(lines) == 3  # backup, health, deep verify
+    record = tmp_path / "argv"
+    fake_vigil(vigil_path, record)
+    home = tmp_path / "home"
+    home.mkdir()
+    seen = []
+    for line in lines:
+        command = line.split(None, 6)[6]  # 5 time fields, the user, then the command
+        assert line.split()[5] == "root"
+        subprocess.run(["sh", "-c", cron_sh(command)], cwd=home, check=True,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+        seen.append([w.decode() for w in record.read_bytes().split(b"\0")[:-1]])
+    assert seen == [["--config", str(job), "run", "app"], ["--config", str(job), "health", "--notify", "app"],
+                    ["--config", str(job), "verify", "--deep", "app"]]
+    assert not list(home.rglob("PWNED")) and not list(tmp_path.rglob("PWNED"))
+
+
+def systemd_reading(value: str) -> list[str]:
+    """systemd.service(5), "Command lines": whitespace splits, quotes group, C escapes (\\xNN),
+    then %% is % (specifiers) and $$ is $ (variables)."""
+    out, cur, quote, started, i = [], "", None, False, 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            if value[i + 1] == "x":
+                cur, i = cur + chr(int(value[i + 2:i + 4], 16)), i + 4
+            else:
+                cur, i = cur + value[i + 1], i + 2
+            started = True
+            continue
+        if quote and c == quote:
+            quote = None
+        elif not quote and c in "\"'":
+            quote, started = c, True
+        elif not quote and c == " ":
+            if started:
+                out.append(cur)
+            cur, started = "", False
+        else:
+            cur, started = cur + c, True
+        i += 1
+    if started:
+        out.append(cur)
+    return [w.replace("%%", "%").replace("$$", "$") for w in out]
+
+
+def test_systemd_units_run_this_vigil_with_the_config_as_one_argument(tmp_path, app_tree):
+    job = odd_job(tmp_path, app_tree, 'verify_every = "1d"\n')
+    vigil_path = linked_vigil(tmp_path)
+    root = tmp_path / "root"
+    proc = install(vigil_path, job, root)
+    assert proc.returncode == 0, proc.stderr
+    assert "vigil-app-verify.timer" in proc.stdout
+    units = root / "etc/systemd/system"
+    argv = {}
+    for name in ("vigil-app.service", "vigil-app-health.service", "vigil-app-verify.service"):
+        (line,) = [ln for ln in (units / name).read_text().splitlines() if ln.startswith("ExecStart=")]
+        argv[name] = systemd_reading(line.removeprefix("ExecStart="))
+    assert argv == {"vigil-app.service": [str(vigil_path), "--config", str(job), "run", "app"],
+                    "vigil-app-health.service": [str(vigil_path), "--config", str(job), "health", "--notify", "app"],
+                    "vigil-app-verify.service": [str(vigil_path), "--config", str(job), "verify", "--deep", "app"]}
+    assert "OnCalendar=*-*-* 07:30:00" in (units / "vigil-app-verify.timer").read_text()
+    assert shutil.which("systemd-analyze"), "scripts/install-system-deps.sh installs systemd"
+    for name in ("vigil-app.service", "vigil-app-verify.service"):
+        check = subprocess.run(["systemd-analyze", "verify", str(units / name)], capture_output=True, text=True,
+                               env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
+        assert check.returncode == 0, check.stderr
+    assert not list(tmp_path.rglob("PWNED"))
+    # Read back: the quoted config is this job's, the verify schedule is seen, remove takes all.
+    show = vigil("schedule", "show", "app", "--root", str(root), config=job, check=0).stdout
+    assert "app: 1 schedule(s)" in show and "app verify: 1 schedule(s)" in show
+    doctor = vigil("doctor", "--root", str(root), config=job).stdout
+    assert "scheduled once" in doctor and "deep verify scheduled" in doctor and "does not exist" not in doctor
+    vigil("schedule", "remove", "app", "--root", str(root), config=job, check=0)
+    assert not list(units.iterdir())
+
+
+def test_doctor_matches_schedules_by_config_path(tmp_path, app_tree):
+    """Two configs define a job "app"; the one installed from "my jobs" is not the other's."""
+    job = odd_job(tmp_path, app_tree)
+    root = tmp_path / "root"
+    assert install(Path(VIGIL), job, root, "--cron").returncode == 0
+    other_dir = tmp_path / "other jobs"
+    other_dir.mkdir()
+    other = other_dir / "app.toml"
+    other.write_text(job.read_text())
+    assert "scheduled once" in vigil("doctor", "--root", str(root), config=job).stdout
+    assert "job app is not scheduled" in vigil("doctor", "--root", str(root), config=other).stdout
+    # The same for the directory form of --config.
+    assert "scheduled once" in vigil("doctor", "--root", str(root), config=job.parent).stdout
+
+
+def test_doctor_reports_a_schedule_whose_vigil_or_config_is_gone(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[schedule]\ncron = "0 19 * * *"\n'
+                   '[retention]\nkeep_last = 3\n[[notify]]\ntype = "command"\nargv = ["true"]\n')
+    vigil("run", config=job, check=0)
+    root = tmp_path / "root"
+    (root / "etc/cron.d").mkdir(parents=True)
+    cron = root / "etc/cron.d/vigil-app"
+    cron.write_text(f"0 19 * * * root {VIGIL} --config '{job}' run app\n")
+    cron.chmod(0o644)
+    good = vigil("doctor", "--root", str(root), config=job)
+    assert good.returncode == 0, good.stdout
+    cron.write_text(f"0 19 * * * root /nonexistent/bin/vigil --config '{job}' run app\n")
+    bad = vigil("doctor", "--root", str(root), config=job)
+    assert bad.returncode == 1
+    assert "/etc/cron.d/vigil-app:1: vigil /nonexistent/bin/vigil does not exist" in bad.stdout
+    cron.write_text(f"0 19 * * * root {VIGIL} --config '{tmp_path}/gone dir/app.toml' run app\n")
+    bad = vigil("doctor", "--root", str(root), config=job)
+    assert bad.returncode == 1 and f"config {tmp_path}/gone dir/app.toml does not exist" in bad.stdout
+
+
+def test_timer_with_both_day_fields_fires_on_either_and_doctor_reads_every_line(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[schedule]\ncron = "0 3 1 * MON"\n')
+    root = tmp_path / "root"
+    vigil("schedule", "install", "app", "--root", str(root), config=job, check=0)
+    timer = (root / "etc/systemd/system/vigil-app.timer").read_text()
+    assert "OnCalendar=*-*-01 03:00:00\nOnCalendar=Mon *-*-* 03:00:00\n" in timer
+    assert "*-*-01 03:00:00; Mon *-*-* 03:00:00" in vigil("schedule", "show", "app", "--root", str(root),
+                                                         config=job, check=0).stdout
+    # A second schedule on Mondays at 03:00 clashes with the timer's second OnCalendar= line.
+    (root / "etc/cron.d").mkdir()
+    (root / "etc/cron.d/extra").write_text(f"0 3 * * 1 root {VIGIL} --config {job} run app\n")
+    (root / "etc/cron.d/extra").chmod(0o644)
+    out = vigil("doctor", "--root", str(root), config=job).stdout
+    assert "scheduled 2 times" in out and "both fire at Mon 03:00" in out
+
+
+@pytest.mark.parametrize("cron,words", [
+    ("0 0 L * *", "'L' (last day)"),
+    ("0 0 * * 1#2", "'#' (nth weekday)"),
+    ("0 3 * * * 30", "give 5 fields"),
+    ("0 0 30 2 *", "never fires"),
+])
+def test_cron_expression_no_timer_can_express_is_refused_at_load(tmp_path, make_job, app_tree, cron, words):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + f'[schedule]\ncron = "{cron}"\n')
+    proc = vigil("list", config=job)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and f"{job}: schedule.cron:" in proc.stderr and words in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_verify_every_that_cron_cannot_repeat_is_refused(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[schedule]\ncron = "0 1 * * *"\n'
+                   'verify_every = "3d"\n')
+    proc = vigil("list", config=job)
+    assert proc.returncode == 2 and f"{job}: schedule.verify_every:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_doctor_warns_when_verify_every_has_no_schedule(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "backups") + '[schedule]\ncron = "0 1 * * *"\n'
+                   'verify_every = "7d"\n')
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "WARNING  schedule: schedule.verify_every is set but nothing runs `vigil verify --deep app`" in out
+
+
+def test_doctor_flags_a_state_dir_others_can_write(tmp_path, make_job, app_tree):
+    job = job_for(make_job, tmp_path, app_tree, "")
+    job.chmod(0o600)
+    vigil("run", config=job, check=0)
+    locks = tmp_path / "state/locks"
+    locks.chmod(0o777)  # anyone could delete the lock file and start a second run beside a running one
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job)
+    assert proc.returncode == 1
+    assert f"PROBLEM  state: {locks} is writable by group or others (mode 0777)" in proc.stdout
+    assert f"chmod 700 {locks}" in proc.stdout
+    locks.chmod(0o700)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "writable by group or others" not in out

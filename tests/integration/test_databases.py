@@ -491,3 +491,76 @@ def test_postgres_through_s3_encrypted(tmp_path, make_job, postgres, s3_server, 
     restored = new_db("offsite_restored")
     vigil("restore", "app", "latest", "--source", "db", "--to-database", restored, config=job, check=0)
     assert pg_fingerprint(postgres, restored) == pg_fingerprint(postgres, db)
+
+
+def with_env_file(job: Path, env_file: Path) -> Path:
+    """The job with `env_file` as its first top-level key."""
+    job.write_text(f'env_file = "{env_file}"\n' + job.read_text())
+    return job
+
+
+def test_mariadb_password_from_env_file_in_a_cron_like_environment(tmp_path, make_job, mariadb):
+    db = new_db("cron")
+    mariadb.root_sql(f"CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY); INSERT INTO {db}.t VALUES (1)")
+    env_file = tmp_path / "app.env"
+    # Single quotes keep the password's double quotes and '#' literal, as in a Laravel .env.
+    env_file.write_text(f"# the app's settings\nDB_USER={mariadb.user}\nDB_PASSWORD='{MY_PASSWORD}'\n")
+    env_file.chmod(0o600)
+    job = with_env_file(db_job(make_job, tmp_path, "mysql", f'user = "{mariadb.user}"\n        '
+                               'password_env = "DB_PASSWORD"', db, mariadb.port), env_file)
+    cron = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    proc = subprocess.run([VIGIL, "--config", str(job), "run"], env=cron, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    [backup] = committed(tmp_path / "backups")
+    [art] = json.loads((backup / "manifest.json").read_text())["artifacts"]
+    assert art["tables"] == {"t": 1}
+
+
+def test_doctor_connects_to_mariadb_with_the_jobs_credentials(tmp_path, make_job, mariadb):
+    env_file = tmp_path / "app.env"
+    env_file.write_text(f"DB_PASSWORD='{MY_PASSWORD}'\n")
+    env_file.chmod(0o640)
+    job = with_env_file(db_job(make_job, tmp_path, "mysql", f'user = "{mariadb.user}"\n        '
+                               'password_env = "DB_PASSWORD"', "mysql", mariadb.port), env_file)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "database: source db: connects as backup (server " in out, out
+    assert "PROBLEM  database" not in out
+    assert f"WARNING  secrets: env_file {env_file} is readable by group or others (mode 0640)" in out
+    assert MY_PASSWORD not in out
+
+    env_file.write_text("DB_PASSWORD=wrong-Secret-456\n")
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job)
+    assert proc.returncode == 1
+    assert "PROBLEM  database: source db: cannot connect:" in proc.stdout and "Access denied" in proc.stdout
+    assert "wrong-Secret-456" not in proc.stdout
+
+
+def test_pgpass_of_a_killed_run_is_removed_by_the_next_run(tmp_path, make_job, postgres):
+    db = new_db("leftover")
+    postgres.psql(f"CREATE DATABASE {db}")
+    postgres.psql("CREATE TABLE t AS SELECT 1 AS x", db)
+    job = pg_job(make_job, tmp_path, postgres, db)
+    tmp = tmp_path / "state/tmp"
+    # The dump waits for this lock, with its password file in place, until vigil is killed.
+    locker = postgres.background("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);", db)
+    run = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_step(job, "source:db")
+        deadline = time.time() + 30
+        while not (left := list(tmp.rglob("pgpass-*"))) and time.time() < deadline:
+            time.sleep(0.02)
+        assert left, "no password file appeared"
+        os.killpg(run.pid, 9)  # vigil and its children: no clean-up runs
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, 9)
+            run.wait()
+        # The server ends the locking transaction only when told: its client going away is
+        # noticed after pg_sleep.
+        postgres.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+        locker.wait(timeout=30)
+    assert all(p.exists() for p in left)
+    proc = vigil("run", config=job, check=0)
+    assert not any(p.exists() for p in left) and not list(tmp.rglob("pgpass-*"))
+    assert "earlier run" in proc.stderr

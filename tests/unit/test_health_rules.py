@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings, strategies as st
 
 from vigil.actions.health import (
     CRITICAL, OK, WARNING, Facts, JobHealth, Newest, evaluate, render_nagios, render_prometheus, transition,
 )
-from vigil.state.journal import RunRow
+from vigil.state.journal import RunRow, VerifyRow
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 T = NOW.timestamp()
@@ -153,3 +154,112 @@ def test_prometheus_exposition_parses() -> None:
     assert samples[("vigil_health_status", 'we\\"ird\\\\job')] == 2
     assert samples[("vigil_last_success_timestamp_seconds", "api")] == (NOW - timedelta(hours=1)).timestamp()
     assert ("vigil_last_backup_bytes", "api") in samples and ("vigil_last_run_duration_seconds", "api") not in samples
+
+
+# --- the schedule's grace window ----------------------------------------------------------
+
+
+def at(*args: int, tz=timezone.utc) -> datetime:
+    return datetime(*args, tzinfo=tz)
+
+
+def scheduled(newest: datetime, cron: str = "0 19 * * *", runs=(), tz=timezone.utc, **kw) -> Facts:
+    dest = Newest("local", times=[newest], sizes=[100], ids=["newest"])
+    return Facts(job="api", max_age=None, max_runtime=timedelta(hours=6), destinations=[dest], runs=list(runs),
+                 schedule=cron, grace=timedelta(hours=3), tz=tz, **kw)
+
+
+def test_a_missed_daily_backup_is_critical_three_hours_after_it_was_due() -> None:
+    f = scheduled(at(2026, 11, 25, 19, 0, 5))
+    assert evaluate(f, at(2026, 11, 26, 21, 59)).status == OK
+    assert evaluate(f, at(2026, 11, 26, 22, 0, 0)).status == OK  # "more than" grace: not at the mark
+    late = evaluate(f, at(2026, 11, 26, 22, 0, 6))
+    assert late.status == CRITICAL
+    assert late.reasons == ["destination local: the backup due at 2026-11-26 19:00:00 UTC is missing "
+                            "(3h6s late, grace 3h; newest started 2026-11-25 19:00:05 UTC)"]
+    # The next day's backup resets the window.
+    assert evaluate(scheduled(at(2026, 11, 26, 19, 0, 4)), at(2026, 11, 27, 21, 0)).status == OK
+
+
+def test_a_three_hourly_schedule() -> None:
+    f = scheduled(at(2026, 11, 26, 9, 0, 2), cron="0 */3 * * *")
+    assert evaluate(f, at(2026, 11, 26, 14, 59, 59)).status == OK
+    assert evaluate(f, at(2026, 11, 26, 15, 0, 1)).status == CRITICAL  # the 12:00 run never committed
+    after_noon = scheduled(at(2026, 11, 26, 12, 0, 3), cron="0 */3 * * *")
+    assert evaluate(after_noon, at(2026, 11, 26, 15, 0, 1)).status == OK
+
+
+def test_the_schedule_is_read_in_the_hosts_zone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")  # 19:00 in Berlin is 18:00 UTC in November
+    f = scheduled(at(2026, 11, 25, 19, 0, 5, tz=berlin), tz=berlin)
+    assert evaluate(f, at(2026, 11, 26, 20, 59, tz=timezone.utc)).status == OK
+    late = evaluate(f, at(2026, 11, 26, 21, 0, 6, tz=timezone.utc))
+    assert late.status == CRITICAL and "due at 2026-11-26 19:00:00 CET" in late.reasons[0]
+
+
+def test_a_live_run_that_started_in_the_window_has_max_runtime_to_commit() -> None:
+    due = at(2026, 11, 26, 19, 0).timestamp()
+    live = run(7, due + 4, None, "running", step="source:db")
+    f = scheduled(at(2026, 11, 25, 19, 0, 5), runs=[live], lock_held=True)
+    assert evaluate(f, at(2026, 11, 26, 22, 30)).status == OK  # 3h30m in: still on its way
+    stuck = evaluate(f, at(2026, 11, 27, 1, 0, 5))  # max_runtime 6h is over
+    assert stuck.status == CRITICAL and "due at 2026-11-26 19:00:00 UTC is missing" in stuck.reasons[0]
+    assert any("max_runtime" in r for r in stuck.reasons)
+    # Dead (the lock is free): no extension, and the death is a reason of its own.
+    dead = evaluate(scheduled(at(2026, 11, 25, 19, 0, 5), runs=[live], lock_held=False), at(2026, 11, 26, 22, 30))
+    assert dead.status == CRITICAL and "missing" in dead.reasons[0] and "died" in dead.reasons[1]
+    # Started after the window had closed: too late to excuse anything.
+    late_start = run(8, due + 3 * 3600 + 60, None, "running", step="source:db")
+    f = scheduled(at(2026, 11, 25, 19, 0, 5), runs=[late_start], lock_held=True)
+    assert evaluate(f, at(2026, 11, 26, 22, 30)).status == CRITICAL
+
+
+def test_without_a_schedule_max_age_decides() -> None:
+    f = facts(ages_h=(24.9,), sizes=(100,), max_age=timedelta(hours=25))
+    assert evaluate(f, NOW).status == OK
+    assert evaluate(facts(ages_h=(25.1,), sizes=(100,), max_age=timedelta(hours=25)), NOW).status == CRITICAL
+
+
+def test_an_explicit_max_age_holds_with_a_schedule_too() -> None:
+    f = scheduled(at(2026, 11, 26, 19, 0, 5))
+    f.max_age = timedelta(hours=2)
+    h = evaluate(f, at(2026, 11, 26, 21, 30))
+    assert h.status == CRITICAL and h.reasons == ["destination local: newest backup is 2h29m old (max_age 2h)"]
+
+
+# --- what the last verify found -----------------------------------------------------------
+
+
+def verified(backup_id: str, ok: bool, when: float, destination: str = "local") -> VerifyRow:
+    return VerifyRow("api", backup_id, destination, ok, None if ok else "checksum mismatch", when)
+
+
+def test_a_newest_backup_found_damaged_is_critical_until_a_newer_one_exists() -> None:
+    f = facts()
+    f.destinations[0].ids = ["b2", "b1"]
+    f.verifications = [verified("b2", False, T - 60)]
+    h = evaluate(f, NOW)
+    assert h.status == CRITICAL
+    assert h.reasons == ["destination local: newest backup b2 was found damaged by verify at "
+                         "2026-11-26T11:59:00.000Z: checksum mismatch"]
+    f.verifications = [verified("b2", True, T - 30), verified("b2", False, T - 60)]  # verified again: intact
+    assert evaluate(f, NOW).status == OK
+    f.verifications = [verified("b1", False, T - 60)]  # an older backup: the newest is good
+    assert evaluate(f, NOW).status == OK
+    f.verifications = [verified("b2", False, T - 60, destination="offsite")]  # another copy
+    assert evaluate(f, NOW).status == OK
+
+
+# --- duplicates ---------------------------------------------------------------------------
+
+
+def test_a_run_that_died_is_no_duplicate_of_the_run_that_found_it_dead() -> None:
+    # kill -9 at about T-3000; the next run starts at T-600 and marks it died a moment later.
+    died = run(1, T - 3600, T - 599.9, "died", step="source:app")
+    nxt = run(2, T - 600, T - 500)
+    h = evaluate(facts(runs=[nxt, died]), NOW)
+    assert (h.status, h.reasons) == (OK, [])
+    # A skipped attempt while it was still alive is a duplicate all the same.
+    skipped = run(3, T - 3500, T - 3500, "skipped", by="/bin/sh -c backup.sh")
+    h = evaluate(facts(runs=[nxt, skipped, died]), NOW)
+    assert h.status == WARNING and "2 attempts overlapped" in h.reasons[0] and "backup.sh" in h.reasons[0]

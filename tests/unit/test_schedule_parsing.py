@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
+from croniter import croniter
 
 from vigil.config.schema import Job, parse_job
-from vigil.actions.schedule import _on_calendar_to_cron, cron_to_on_calendar, runs_job
+from vigil.actions.schedule import cron_to_on_calendar, runs_job
+from vigil.formats.calendar import Calendar
 
 
 def job(**kw) -> Job:
@@ -22,13 +26,18 @@ def job(**kw) -> Job:
     ("@daily", "*-*-* 00:00:00"),
 ])
 def test_cron_to_on_calendar(cron: str, cal: str) -> None:
-    assert cron_to_on_calendar(cron) == cal
+    assert cron_to_on_calendar(cron) == [cal]
 
 
 @pytest.mark.parametrize("cal,cron", [("daily", "0 0 * * *"), ("*-*-* 19:00:00", "00 19 * * *"),
                                       ("*:0/15", "0-59/15 * * * *"), ("Mon *-*-* 03:00", "00 03 * * 1")])
-def test_on_calendar_to_cron(cal: str, cron: str) -> None:
-    assert _on_calendar_to_cron(cal) == cron
+def test_on_calendar_fires_like_cron(cal: str, cron: str) -> None:
+    start = datetime(2026, 1, 5)
+    spec = Calendar.parse(cal)
+    assert spec is not None
+    it = croniter(cron, start - timedelta(minutes=1))
+    expected = [it.get_next(datetime) for _ in range(30)]
+    assert list(spec.fires(start, expected[-1] + timedelta(seconds=1))) == expected
 
 
 @pytest.mark.parametrize("command,expected", [

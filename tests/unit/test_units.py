@@ -25,6 +25,12 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["99999999999999d", "36501d", "9" * 5000 + "s"])
+def test_durations_past_a_century_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration(text)
+
+
 def test_format_duration() -> None:
     assert format_duration(5) == "5s"
     assert format_duration(3725) == "1h2m"

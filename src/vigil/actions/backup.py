@@ -26,8 +26,9 @@ from vigil.config.schema import Job
 from vigil.destinations.base import BackupWriter, Destination, make_destination
 from vigil.errors import BackupError, ConfigError, Interrupted
 from vigil.actions.hooks import run_hooks
-from vigil.state.journal import FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
-from vigil.state.lock import JobLock, LockHeld, S3Lease
+from vigil.children import protect_secrets
+from vigil.state.journal import ACTIVE, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
+from vigil.state.lock import JobLock, LockHeld, S3Lease, is_alive
 from vigil.formats.manifest import Artifact, Manifest, new_backup_id
 from vigil.actions.monitor import write_textfile
 from vigil.pipeline.progress import NO_PROGRESS, Meter
@@ -166,7 +167,9 @@ class BackupSet:
                         for chunk in writer.read_back(art.name):
                             sha.update(chunk)
                             size += len(chunk)
-                except OSError as exc:
+                except (OSError, BackupError) as exc:
+                    # A copy that cannot be read back is dropped like one that failed
+                    # writing: the other destinations still commit.
                     self.fail(dest, exc)
                     break
                 if (size, sha.hexdigest()) != (art.size, art.sha256):
@@ -200,11 +203,14 @@ class Run:
         self._finishing = False
         self._signal: str | None = None
         self._log_handler: logging.Handler | None = None
+        self._started_by: dict | None = None
         self._backup_set: BackupSet | None = None
         self._hooks_started = False
         self._lease_held: S3Lease | None = None
         self.size: int | None = None
         self.log_path = job.state_dir / "logs" / job.name / f"{self.run_id}.log"
+        self._on_failure_ran = False
+        protect_secrets(job)
 
     # --- signals ---------------------------------------------------------------
 
@@ -279,6 +285,7 @@ class Run:
     def _environment_failure(self, message: str) -> RunResult:
         """The state dir is unusable: no journal, but still one line and a notification."""
         self.log.error("%s", message)
+        self._on_failure_hooks()
         row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=FAILED,
                      finished_at=self.clock(), step=self.step, error=message, **self._starter())
         self._notify(row, {})
@@ -299,13 +306,17 @@ class Run:
         return RunResult(self.job.name, SKIPPED, self.run_id, "lock", message)
 
     def _starter(self) -> dict:
-        chain = parent_chain()
-        return {"started_by": chain[0] if chain else None, "started_by_chain": chain}
+        # Read once, at the start: every row and notification of the run names the same starter.
+        if self._started_by is None:
+            chain = parent_chain()
+            self._started_by = {"started_by": chain[0] if chain else None, "started_by_chain": chain}
+        return self._started_by
 
     def _open_run_log(self) -> None:
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handler = logging.FileHandler(self.log_path, encoding="utf-8")
+            # A message that still holds undecodable bytes is written escaped, never dropped.
+            handler = logging.FileHandler(self.log_path, encoding="utf-8", errors="backslashreplace")
         except OSError as exc:
             self.log.warning("cannot write run log %s: %s", self.log_path, exc.strerror)
             return
@@ -325,9 +336,22 @@ class Run:
         except OSError:
             return ""
 
+    def _live_holder(self, journal: Journal) -> dict[str, Any] | None:
+        """A run of this job on this host that is still alive although we got the lock:
+        its lock file was deleted or replaced under it. Then it still holds the job."""
+        for r in journal.runs(self.job.name, since=time.time()):
+            if r.outcome == ACTIVE and r.host == self.host and r.pid != self.pid and is_alive(r.pid, r.started_at):
+                return {"pid": r.pid, "run_id": r.run_id, "host": r.host, "started_at": iso(r.started_at)}
+        return None
+
     def _locked(self) -> RunResult:
         try:
-            self.journal = Journal(self.job.state_dir)
+            journal = Journal(self.job.state_dir)
+            holder = self._live_holder(journal)
+            if holder is not None:
+                journal.close()
+                return self._skipped(LockHeld(holder))
+            self.journal = journal
             row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, step="lock",
                          log_path=str(self.log_path), **self._starter())
             self.journal.insert_run(row)
@@ -363,6 +387,7 @@ class Run:
                 self._backup_set.abort()  # committed copies are renamed away: only partials go
         if outcome != SUCCESS:
             self.log.error("run %s failed at step %s: %s", self.run_id, self.step, error)
+            self._on_failure_hooks()
             if self.committed_on:
                 error = f"{error} (the backup {self.run_id} was committed on {', '.join(self.committed_on)})"
         return self._finish(outcome, error)
@@ -370,8 +395,12 @@ class Run:
     def _work(self) -> None:
         job = self.job
         self._enter("preflight")
+        # One temporary directory per job: the state dir may be shared, and a
+        # job cleans only what its own earlier runs left.
+        tmp_dir = job.state_dir / "tmp" / job.name
+        self._remove_leftovers(tmp_dir)
         encryptor = crypto.encryptor(job) if job.encryption is not None else None
-        ctx = SourceContext(job=job, log=self.log, tmp_dir=job.state_dir / "tmp")
+        ctx = SourceContext(job=job, log=self.log, tmp_dir=tmp_dir)
         sources = [make_source(s, ctx) for s in job.source]
         for source in sources:
             source.preflight()
@@ -393,7 +422,7 @@ class Run:
         try:
             self._enter("hook:before")
             self._hooks_started = bool(job.hooks.before)
-            run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env())
+            run_hooks("before", job.hooks.before, job.hooks.timeout, self.log, self._hook_env(), self._hook_cwd())
             self._back_up(sources, destinations, ctx, {n: str(e) for n, e in unusable.items()}, encryptor)
             self._enter("retention")
             # Only here: after a backup committed everywhere. A failed run never prunes.
@@ -404,18 +433,45 @@ class Run:
             raise
         self._after_hooks(failed=False)
 
+    def _on_failure_hooks(self) -> None:
+        """`on_failure` hooks, once, for a run that failed or was interrupted at any step."""
+        hooks = self.job.hooks
+        if self._on_failure_ran or not hooks.on_failure:
+            return
+        self._on_failure_ran = True
+        try:
+            run_hooks("on_failure", hooks.on_failure, hooks.timeout, self.log, self._hook_env(), self._hook_cwd())
+        except BackupError as exc:  # the run has failed already; its step and error stay
+            self.log.error("%s", exc)
+
+    def _remove_leftovers(self, tmp_dir: Path) -> None:
+        """Temporary files of an earlier run of this job that was killed (a pgpass file
+        holds a password). We hold the job's lock, so no live run owns them."""
+        try:
+            entries = list(os.scandir(tmp_dir))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.log.warning("cannot list %s: %s", tmp_dir, exc.strerror)
+            return
+        for entry in entries:
+            try:
+                old = entry.stat(follow_symlinks=False).st_mtime < self.started_at
+                if old and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    self.log.info("removed %s, left by an earlier run that did not finish", entry.path)
+            except OSError as exc:
+                self.log.warning("cannot remove %s: %s", entry.path, exc.strerror)
+
     def _after_hooks(self, failed: bool) -> None:
         job = self.job
-        if failed and job.hooks.on_failure:
-            try:
-                run_hooks("on_failure", job.hooks.on_failure, job.hooks.timeout, self.log, self._hook_env())
-            except BackupError as exc:
-                self.log.error("%s", exc)
+        if failed:
+            self._on_failure_hooks()
         if self._hooks_started and job.hooks.after:
             step = self.step
             self._enter("hook:after")
             try:
-                run_hooks("after", job.hooks.after, job.hooks.timeout, self.log, self._hook_env())
+                run_hooks("after", job.hooks.after, job.hooks.timeout, self.log, self._hook_env(), self._hook_cwd())
             except BackupError:
                 if not failed:
                     raise
@@ -425,6 +481,12 @@ class Run:
 
     def _hook_env(self) -> dict[str, str]:
         return {"VIGIL_JOB": self.job.name, "VIGIL_RUN_ID": self.run_id, "VIGIL_STEP": self.step}
+
+    def _hook_cwd(self) -> Path | None:
+        """hooks.cwd, else the job file's directory: `php artisan` works from cron too."""
+        if self.job.hooks.cwd is not None:
+            return self.job.hooks.cwd
+        return self.job.config_path.resolve().parent if self.job.config_path else None
 
     def _space_needed(self, dest: Destination) -> int:
         try:
@@ -486,7 +548,8 @@ class Run:
         step = None if outcome == SUCCESS else self.step
         row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=outcome,
                      finished_at=self.clock(), step=step, error=error, warnings=self.warnings, bytes=self.size,
-                     backup_id=self.run_id if self.committed_on else None, log_path=str(self.log_path))
+                     backup_id=self.run_id if self.committed_on else None, log_path=str(self.log_path),
+                     **self._starter())
         assert self.journal is not None
         try:
             self.journal.finish_run(self.run_id, outcome, step=step, error=error, warnings=self.warnings,

@@ -8,17 +8,18 @@ small functions over the job; the schedule audit reads a root directory
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from vigil.config.schema import Job
 from vigil.destinations.base import make_destination
 from vigil.errors import VigilError
-from vigil.actions.schedule import audit, same_minute
+from vigil.actions.schedule import Entry, VigilCall, audit, audit_verify, entry_calls, located, same_minute
 
 OK, WARNING, PROBLEM = "OK", "WARNING", "PROBLEM"
 
@@ -31,18 +32,37 @@ class Finding:
     fix: str = ""
 
 
+# Header names that usually carry a credential (Authorization, X-Api-Key, X-Auth-Token, …).
+_SECRET_HEADER = re.compile(r"auth|token|key|secret|pass|cookie", re.I)
+
+
+def _literal_secrets(job: Job) -> Iterator[tuple[str, str, str]]:
+    """(owner, what, fix) for every secret written into the job file itself."""
+    from vigil.sources.db.postgres import parse_dsn
+
+    for kind, item in [("source", s) for s in job.source] + [("notify", n) for n in job.notify]:
+        if getattr(item, "password", None):
+            yield f"{kind} {item.name}", "literal password", "use password_env or password_file"
+        if getattr(item, "dsn", None) and parse_dsn(item.dsn)[1] is not None:
+            yield f"{kind} {item.name}", "password in dsn", "drop it from dsn; use password_env or password_file"
+        for header in getattr(item, "headers", {}):
+            if _SECRET_HEADER.search(header):
+                yield f"{kind} {item.name}", f"header {header} holds a credential", ""
+
+
 def _secrets(job: Job) -> Iterator[Finding]:
     mode = job.config_path.stat().st_mode if job.config_path else 0
     loose = bool(mode & 0o077)
-    items = [(f"source {s.name}", s) for s in job.source] + [(f"notify {n.name}", n) for n in job.notify]
     found = False
-    for owner, item in items:
-        if getattr(item, "password", None):
-            found = True
-            yield Finding(PROBLEM if loose else WARNING, "secrets",
-                          f"{owner}: literal password in {job.config_path}"
-                          + (f" (mode {stat.S_IMODE(mode):04o}: readable by group or others)" if loose else ""),
-                          "use password_env or password_file" + (f"; chmod 600 {job.config_path}" if loose else ""))
+    for owner, what, fix in _literal_secrets(job):
+        if not fix and not loose:
+            continue  # no other place for it: a file only its owner reads is the fix
+        found = True
+        yield Finding(PROBLEM if loose else WARNING, "secrets",
+                      f"{owner}: {what} in {job.config_path}"
+                      + (f" (mode {stat.S_IMODE(mode):04o}: readable by group or others)" if loose else ""),
+                      "; ".join(f for f in (fix, f"chmod 600 {job.config_path}" if loose else "") if f))
+    items = [(f"source {s.name}", s) for s in job.source] + [(f"notify {n.name}", n) for n in job.notify]
     files = [(owner, "password_file", getattr(item, "password_file", None)) for owner, item in items]
     if job.encryption is not None:
         files += [("encryption", key, getattr(job.encryption, key)) for key in ("passphrase_file", "identity_file")]
@@ -51,6 +71,12 @@ def _secrets(job: Job) -> Iterator[Finding]:
             found = True
             yield Finding(PROBLEM, "secrets", f"{owner}: {key} {path} is readable by group or others",
                           f"chmod 600 {path}")
+    if job.env_file is not None and job.env_file.exists() and job.env_file.stat().st_mode & 0o077:
+        # A warning: an app's .env is often 0640 so that the web server's group can read it.
+        found = True
+        yield Finding(WARNING, "secrets", f"env_file {job.env_file} is readable by group or others "
+                      f"(mode {stat.S_IMODE(job.env_file.stat().st_mode):04o})",
+                      f"chmod 600 {job.env_file} unless another user must read it")
     if not found:
         yield Finding(OK, "secrets", "no literal or exposed secrets")
 
@@ -62,6 +88,18 @@ def _state_dir(job: Job) -> Iterator[Finding]:
         yield Finding(PROBLEM, "state", f"state dir {d} is not writable", f"create it: install -d -m 700 {d}")
     else:
         yield Finding(OK, "state", f"state dir {d} is writable" + ("" if d.exists() else " (will be created)"))
+
+
+def _state_dir_modes(job: Job) -> Iterator[Finding]:
+    """Whoever may write the state dir or its locks/ can delete the job's lock and start a second run."""
+    for d in (job.state_dir, job.state_dir / "locks"):
+        try:
+            mode = stat.S_IMODE(os.stat(d).st_mode)
+        except OSError:
+            continue  # created by the first run with mode 0700
+        if mode & 0o022:
+            yield Finding(PROBLEM, "state", f"{d} is writable by group or others (mode {mode:04o}): they can "
+                          "remove the job's lock file or its journal", f"chmod 700 {d}")
 
 
 def _destinations(job: Job) -> Iterator[Finding]:
@@ -103,12 +141,29 @@ def _tools(job: Job) -> Iterator[Finding]:
                     yield Finding(WARNING, "tools", f"source {src.name}: cannot check the server: {exc}",
                                   "check host, port and credentials")
             elif src.type == "mysql":
-                yield Finding(OK, "tools", f"source {src.name}: {Mysql.dump_tool()} present")
+                tool = Mysql.dump_tool()
+                yield from _mysql_connects(job, src, tool)
         except VigilError as exc:
             yield Finding(PROBLEM, "tools", f"source {src.name}: {exc}", "install the client tools")
     if not shutil.which("zstd"):
         yield Finding(WARNING, "tools", "zstd is not installed: backups cannot be restored by hand",
                       "apt-get install zstd")
+
+
+def _mysql_connects(job: Job, src: Any, tool: str) -> Iterator[Finding]:
+    """Connect with the job's own credentials (the option file a run writes) and ask the server."""
+    from vigil.sources.db.mysql import Mysql
+
+    yield Finding(OK, "tools", f"source {src.name}: {tool} present")
+    try:
+        rows = Mysql(src, job.state_dir / "tmp", f"mysql source {src.name}").sql("SELECT VERSION()")
+    except VigilError as exc:
+        yield Finding(PROBLEM, "database", f"source {src.name}: cannot connect: {exc}",
+                      "check host, port or socket, user and password")
+        return
+    version = rows[0][0] if rows and rows[0] else "unknown version"
+    yield Finding(OK, "database", f"source {src.name}: connects as {src.user or 'the default user'} "
+                                  f"(server {version})")
 
 
 def _lock(job: Job) -> Iterator[Finding]:
@@ -176,6 +231,33 @@ def _schedules(job: Job, root: Path) -> Iterator[Finding]:
     for a, b, when in same_minute(live):
         yield Finding(PROBLEM, "schedule", f"{a.path} and {b.path} both fire at {when:%a %H:%M}",
                       "remove one of them")
+    verifies = [e for e in audit_verify(job, root) if not e.ignored]
+    if job.schedule.verify_every and not verifies:
+        yield Finding(WARNING, "schedule", f"schedule.verify_every is set but nothing runs "
+                      f"`vigil verify --deep {job.name}`",
+                      f"vigil schedule remove {job.name} && vigil schedule install {job.name}")
+    elif verifies:
+        yield Finding(OK, "schedule", "deep verify scheduled: " + "; ".join(e.describe() for e in verifies))
+    for e in live:
+        yield from _schedule_paths(job, root, e, entry_calls(e, job, "run", root))
+    for e in verifies:
+        yield from _schedule_paths(job, root, e, entry_calls(e, job, "verify", root))
+
+
+def _schedule_paths(job: Job, root: Path, entry: Entry, calls: list[VigilCall]) -> Iterator[Finding]:
+    """A schedule naming a vigil or config that is not there fails every time it fires."""
+    where = f"{entry.path}:{entry.line}" if entry.line else entry.path
+    fix = f"vigil schedule remove {job.name} && vigil schedule install {job.name}"
+    for call in calls:
+        named = [("vigil", call.exe)] if os.sep in call.exe else []
+        named += [("config", call.config)] if call.config else []
+        for what, path in named:
+            if not os.path.isabs(path):
+                yield Finding(PROBLEM, "schedule", f"{where}: {what} path {path} is relative: cron and systemd "
+                              "start in another directory", fix)
+            elif located(root, path) is None:
+                yield Finding(PROBLEM, "schedule", f"{where}: {what} {path} does not exist: every scheduled "
+                              "run fails", fix)
 
 
 def _health(job: Job) -> Iterator[Finding]:
@@ -192,7 +274,7 @@ def _health(job: Job) -> Iterator[Finding]:
 
 def diagnose(job: Job, root: Path) -> list[Finding]:
     findings = [Finding(OK, "config", f"{job.config_path} is valid")]
-    for check in (_secrets, _state_dir, _destinations, _tools, _lock, _notifications, _retention, _health):
+    for check in (_secrets, _state_dir, _state_dir_modes, _destinations, _tools, _lock, _notifications, _retention, _health):
         findings.extend(check(job))
     findings.extend(_schedules(job, root))
     return findings

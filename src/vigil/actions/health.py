@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from vigil.state.journal import RunRow
+from vigil.state.journal import RunRow, VerifyRow
 from vigil.timeutil import format_duration, iso
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
 EXIT = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}  # worst first when combining jobs
 DUPLICATE_WINDOW = timedelta(hours=24)
-DEFAULT_MAX_AGE = timedelta(hours=25)
+DEFAULT_MAX_AGE = timedelta(hours=25)  # without [schedule]: a daily job plus an hour of slack
+DEFAULT_GRACE = timedelta(hours=3)
 STUCK_AFTER = timedelta(minutes=15)
 
 
@@ -31,6 +32,7 @@ class Newest:
     destination: str
     error: str | None = None
     times: list[datetime] = field(default_factory=list)  # newest first, at most two
+    ids: list[str] = field(default_factory=list)  # of the same backups
     sizes: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # of the newest
 
@@ -38,13 +40,17 @@ class Newest:
 @dataclass
 class Facts:
     job: str
-    max_age: timedelta
+    max_age: timedelta | None  # None: only the schedule bounds the age
     max_runtime: timedelta
     destinations: list[Newest]
     runs: list[RunRow]  # newest first
     lock_held: bool = False
     stuck_notifications: int = 0
     journal_error: str | None = None
+    schedule: str | None = None  # the cron expression of [schedule]
+    grace: timedelta = DEFAULT_GRACE
+    tz: tzinfo = timezone.utc  # the zone cron reads the schedule in (the host's)
+    verifications: list[VerifyRow] = field(default_factory=list)  # newest first
 
 
 @dataclass
@@ -64,10 +70,25 @@ class JobHealth:
                 "last_run_duration_seconds": self.last_run_duration, "age_seconds": self.age_seconds}
 
 
+def _end(r: RunRow, runs: list[RunRow], now: float) -> float:
+    """When an attempt stopped running.
+
+    A died run's finished_at is when a later run on its host found it dead,
+    after that run had started: but that run took the lock, so the dead one
+    had stopped before it began, and a run that starts after the previous
+    one ended is never a duplicate.
+    """
+    end = r.finished_at if r.finished_at is not None else now
+    if r.outcome == "died":
+        takers = [o.started_at for o in runs
+                  if o.host == r.host and o.outcome != "skipped" and o.started_at > r.started_at]
+        end = min([end, *takers])
+    return end
+
+
 def _overlaps(runs: list[RunRow], now: float) -> list[list[RunRow]]:
     """Groups of attempts that overlapped in time: one started while another was running."""
-    spans = sorted(((r.started_at, r.finished_at if r.finished_at is not None else now, r) for r in runs),
-                   key=lambda s: s[0])
+    spans = sorted(((r.started_at, _end(r, runs, now), r) for r in runs), key=lambda s: s[0])
     groups: list[list[RunRow]] = []
     current: list[RunRow] = []
     end = None
@@ -84,6 +105,61 @@ def _overlaps(runs: list[RunRow], now: float) -> list[list[RunRow]]:
     return groups
 
 
+def next_due(cron: str, after: datetime, tz: tzinfo) -> datetime:
+    """The first time the schedule fires strictly after `after`, read in the host's zone as cron does."""
+    from croniter import croniter  # only for jobs that have a schedule
+
+    return croniter(cron, after.astimezone(tz)).get_next(datetime)
+
+
+def _at(t: datetime, tz: tzinfo) -> str:
+    return t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z").rstrip()
+
+
+def _deadline(f: Facts, due: datetime) -> datetime:
+    """When the backup due at `due` must be committed.
+
+    `grace` after the due time; but a run still alive that started within
+    that window is given its full `max_runtime` to commit: a long backup
+    that is on its way is not a missed one (a stuck one is, at max_runtime).
+    """
+    deadline = due + f.grace
+    if not f.lock_held:
+        return deadline
+    for r in f.runs:
+        started = datetime.fromtimestamp(r.started_at, timezone.utc)
+        if r.outcome == "running" and due <= started <= due + f.grace:
+            deadline = max(deadline, started + f.max_runtime)
+    return deadline
+
+
+def _too_old(f: Facts, newest: datetime, now: datetime) -> list[str]:
+    """With a schedule: the run due after the newest backup is more than `grace` late.
+    With max_age (the default without a schedule): the newest backup is older than that."""
+    reasons = []
+    if f.schedule:
+        due = next_due(f.schedule, newest, f.tz)
+        if now > _deadline(f, due):
+            reasons.append(f"the backup due at {_at(due, f.tz)} is missing "
+                           f"({format_duration((now - due).total_seconds())} late, grace "
+                           f"{format_duration(f.grace.total_seconds())}; newest started {_at(newest, f.tz)})")
+    age = now - newest
+    if f.max_age is not None and age > f.max_age:
+        reasons.append(f"newest backup is {format_duration(age.total_seconds())} "
+                       f"old (max_age {format_duration(f.max_age.total_seconds())})")
+    return reasons
+
+
+def _damaged(f: Facts, d: Newest) -> str | None:
+    """The newest backup's last verify on this destination found it damaged (a newer backup clears it)."""
+    if not d.ids:
+        return None
+    last = next((v for v in f.verifications if v.destination == d.destination and v.backup_id == d.ids[0]), None)
+    if last is None or last.ok:
+        return None
+    return f"newest backup {last.backup_id} was found damaged by verify at {iso(last.verified_at)}: {last.reason}"
+
+
 def evaluate(f: Facts, now: datetime) -> JobHealth:
     crit: list[str] = []
     warn: list[str] = []
@@ -97,10 +173,10 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
         elif not d.times:
             crit.append(f"destination {d.destination}: no complete backup")
         else:
-            age = now - d.times[0]
-            if age > f.max_age:
-                crit.append(f"destination {d.destination}: newest backup is {format_duration(age.total_seconds())} "
-                            f"old (max_age {format_duration(f.max_age.total_seconds())})")
+            crit += [f"destination {d.destination}: {r}" for r in _too_old(f, d.times[0], now)]
+            damaged = _damaged(f, d)
+            if damaged:
+                crit.append(f"destination {d.destination}: {damaged}")
             if len(d.sizes) == 2 and d.sizes[0] < d.sizes[1] / 2:
                 warn.append(f"destination {d.destination}: newest backup ({d.sizes[0]} bytes) is less than half "
                             f"the size of the previous one ({d.sizes[1]} bytes)")

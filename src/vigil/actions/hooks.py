@@ -1,33 +1,32 @@
-"""Hook commands: argv lists (no shell), a timeout, output into the run log."""
+"""Hook commands: argv lists (no shell), a timeout, output into the run log.
+
+Hooks get the environment `vigil.children` gives every program vigil starts.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
+from vigil.children import child_env, original_umask
 from vigil.errors import BackupError
-
-# Hooks run with the umask vigil was started with, not vigil's own 077.
-_original_umask = 0o022
-
-
-def set_original_umask(mask: int) -> None:
-    global _original_umask
-    _original_umask = mask
 
 
 def run_hooks(kind: str, commands: list[list[str]], timeout: timedelta, log: logging.Logger,
-              env: dict[str, str] | None = None) -> None:
+              env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
     """Run each command in order; the first failure raises BackupError at step hook:KIND."""
+    if commands and cwd is not None and not cwd.is_dir():
+        raise BackupError(f"{kind} hooks: working directory {cwd} (hooks.cwd) is not a directory",
+                          f"hook:{kind}")
     for argv in commands:
         log.info("hook %s: running %s", kind, " ".join(argv))
         try:
             proc = subprocess.run(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                timeout=timeout.total_seconds(), env={**os.environ, **(env or {})},
-                umask=_original_umask, check=False,
+                timeout=timeout.total_seconds(), env=child_env(env), cwd=cwd,
+                umask=original_umask(), check=False,
             )
         except FileNotFoundError:
             raise BackupError(f"{kind} hook {argv[0]!r}: command not found", f"hook:{kind}") from None

@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone, tzinfo
 
 from vigil.config.schema import Job
 from vigil.destinations.base import make_destination
@@ -16,21 +17,15 @@ from vigil.errors import VigilError
 from vigil.actions.health import (
     DEFAULT_MAX_AGE, STUCK_AFTER, UNKNOWN, Facts, JobHealth, Newest, evaluate, render_prometheus, transition,
 )
-from vigil.state.journal import Journal, Outbox
+from vigil.state.journal import Journal, Outbox, VerifyRow
 from vigil.state.lock import JobLock
 
 
-def max_age_of(job: Job) -> timedelta:
-    """Configured, else twice the schedule's interval, else 25 hours."""
-    if job.health.max_age:
-        return job.health.max_age
-    if job.schedule.cron:
-        from croniter import croniter
+def local_zone() -> tzinfo:
+    """The host's time zone, DST included: cron and systemd timers fire in it."""
+    from dateutil.tz import tzlocal  # croniter's own dependency
 
-        it = croniter(job.schedule.cron, datetime(2026, 1, 5, tzinfo=timezone.utc))
-        a, b = it.get_next(datetime), it.get_next(datetime)
-        return max(2 * (b - a), timedelta(hours=1))
-    return DEFAULT_MAX_AGE
+    return tzlocal()
 
 
 def gather(job: Job, now: datetime) -> Facts:
@@ -40,6 +35,7 @@ def gather(job: Job, now: datetime) -> Facts:
         try:
             manifests = make_destination(cfg).list(job.name)[:2]
             n.times = [m.started for m in manifests]
+            n.ids = [m.id for m in manifests]
             n.sizes = [m.size for m in manifests]
             n.warnings = manifests[0].warnings if manifests else []
         except VigilError as exc:
@@ -47,7 +43,11 @@ def gather(job: Job, now: datetime) -> Facts:
         except OSError as exc:
             n.error = exc.strerror or str(exc)
         dests.append(n)
-    facts = Facts(job.name, max_age_of(job), job.health.max_runtime, dests, [])
+    # Without a schedule the newest backup's age is all there is to judge by: 25h
+    # by default. With one, the schedule decides, and max_age only when it is set.
+    max_age = job.health.max_age or (None if job.schedule.cron else DEFAULT_MAX_AGE)
+    facts = Facts(job.name, max_age, job.health.max_runtime, dests, [], schedule=job.schedule.cron,
+                  grace=job.health.grace, tz=local_zone())
     facts.lock_held = JobLock(job.state_dir, job.name).is_held_elsewhere()
     if not (job.state_dir / "journal.db").exists():
         return facts  # a fresh server restored from scratch: the destinations speak alone
@@ -57,11 +57,34 @@ def gather(job: Job, now: datetime) -> Facts:
         if not any(r.outcome not in ("running", "skipped") for r in facts.runs):
             older = [r for r in journal.runs(job.name, limit=50) if r.outcome not in ("running", "skipped")]
             facts.runs += older[:1]
+        facts.verifications = journal.verifications(job.name, {d.ids[0] for d in dests if d.ids})
         cutoff = now.timestamp() - STUCK_AFTER.total_seconds()
         facts.stuck_notifications = sum(1 for m in Outbox(journal).pending(job.name) if m.created_at < cutoff)
     finally:
         journal.close()
     return facts
+
+
+def record_verify(job: Job, copies: list[tuple[str, str, list[str]]], log: logging.Logger) -> None:
+    """Keep what `verify` found about each copy: health is CRITICAL while the newest is damaged."""
+    if not copies:
+        return
+    now = time.time()
+    try:
+        journal = Journal(job.state_dir)
+    except VigilError as exc:
+        log.warning("%s: cannot record the verify result: %s", job.name, exc)
+        return
+    try:
+        for destination, backup_id, problems in copies:
+            reason = None
+            if problems:
+                reason = problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+            journal.record_verification(VerifyRow(job.name, backup_id, destination, not problems, reason, now))
+    except sqlite3.Error as exc:  # what verify found is printed either way
+        log.warning("%s: cannot record the verify result: %s", job.name, exc)
+    finally:
+        journal.close()
 
 
 def check(job: Job, now: datetime) -> JobHealth:

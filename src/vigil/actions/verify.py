@@ -115,6 +115,8 @@ class IndexCursor:
 class Report:
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # (destination, backup id, its problems) for each copy checked: what the journal records
+    copies: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
 
 @contextmanager
@@ -148,6 +150,7 @@ class Verifier:
         report = Report()
         decrypt = decryptor(self.job)
         for dest, manifest in found:
+            report.copies.append((dest.name, manifest.id, []))
             files_sources = {a.source for a in manifest.artifacts if a.type == "files"}
             index_of: dict[str, ArtifactReader] = {
                 a.source: ArtifactReader(dest, manifest, a, decrypt, self.meter) for a in manifest.artifacts if a.type == "index"}
@@ -165,6 +168,7 @@ class Verifier:
                     report.checked.append(reader.where)
                 except BackupError as exc:
                     report.problems.append(str(exc))
+                    report.copies[-1][2].append(str(exc))
         if restore_test:
             dest, manifest = found[0]
             for art in manifest.artifacts:
@@ -174,6 +178,7 @@ class Verifier:
                         report.checked.append(f"{dest.name}:{manifest.id}/{art.name} (restore test)")
                     except BackupError as exc:
                         report.problems.append(str(exc))
+                        report.copies[0][2].append(str(exc))
         return report
 
     def _deep_files(self, reader: ArtifactReader, index_reader: ArtifactReader | None) -> None:

@@ -22,7 +22,7 @@ from vigil import __version__
 from vigil.config.schema import Job, load_config, select_jobs
 from vigil.errors import ConfigError, Interrupted, VigilError
 from vigil.state.journal import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal
-from vigil.cli.logs import setup_logging
+from vigil.logs import setup_logging
 from vigil.pipeline.progress import meter
 from vigil.timeutil import format_duration, iso
 
@@ -293,6 +293,7 @@ def health(ctx: click.Context, jobs: tuple[str, ...], fmt: str, notify: bool) ->
 def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, restore_test: bool, every: bool) -> None:
     """Check stored backups (default: every job's latest): present, intact, readable, restorable."""
     from vigil.destinations.base import make_destination
+    from vigil.actions.monitor import record_verify
     from vigil.actions.verify import Verifier
 
     from vigil.formats.manifest import is_backup_id
@@ -309,6 +310,7 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
         for one in ids:
             with meter(_state(ctx).progress) as m:
                 report = Verifier(j, log, m).verify(one, deep, restore_test)
+            record_verify(j, report.copies, log)
             for line in report.checked:
                 print(f"OK       {line}")
             for line in report.problems:
@@ -331,17 +333,20 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
 @click.option("--to-file", type=click.Path(path_type=Path), help="Write the plain dump/database here")
 @click.option("--include", multiple=True, help="Only paths matching (gitignore-style); repeatable")
 @click.option("--force", is_flag=True, help="Restore into a non-empty target")
+@click.option("--destination", metavar="NAME",
+              help="Only from this destination [default: the first whose copy checks out, then the next]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary")
 @click.pass_context
 def restore(ctx: click.Context, job: str, backup_id: str, source: str, to: Path | None, to_database: str | None,
-            to_file: Path | None, include: tuple[str, ...], force: bool, as_json: bool) -> None:
+            to_file: Path | None, include: tuple[str, ...], force: bool, destination: str | None,
+            as_json: bool) -> None:
     """Restore one source of a backup into a directory, a database or a file."""
     from vigil.actions.restore import restore as do_restore
 
     [j] = _state(ctx).jobs([job])
     with meter(_state(ctx).progress) as m:
         summary = do_restore(j, backup_id, source, to_dir=to, to_database=to_database, to_file=to_file,
-                             include=list(include), force=force, log=log, meter=m)
+                             include=list(include), force=force, log=log, meter=m, destination=destination)
     if as_json:
         _print_json(summary.to_json())
     else:
@@ -436,12 +441,13 @@ def schedule() -> None:
 @click.pass_context
 def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: Path) -> None:
     """Schedule a job exactly once (refuses if it is scheduled anywhere already)."""
-    from vigil.actions.schedule import audit, planned_files
+    from vigil.actions.schedule import audit, audit_verify, planned_files
 
-    config = str(Path(_state(ctx).config or os.environ.get("VIGIL_CONFIG") or "/etc/vigil/jobs/").resolve())
+    # Absolute, as typed (not symlink-resolved): cron and systemd start elsewhere than here.
+    config = os.path.abspath(_state(ctx).config or os.environ.get("VIGIL_CONFIG") or "/etc/vigil/jobs/")
     failed = False
     for j in _one_job(ctx, job):
-        existing = audit(j, root)
+        existing = audit(j, root) + audit_verify(j, root)
         if existing:
             print(f"vigil: {j.name}: already scheduled; not installing another schedule:", file=sys.stderr)
             for e in existing:
@@ -455,8 +461,9 @@ def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: P
             path.chmod(0o644)
             print(f"wrote {path}")
         if systemd:
-            print(f"enable it with: systemctl daemon-reload && systemctl enable --now vigil-{j.name}.timer "
-                  f"vigil-{j.name}-health.timer")
+            timers = [f"vigil-{j.name}.timer", f"vigil-{j.name}-health.timer"]
+            timers += [f"vigil-{j.name}-verify.timer"] if j.schedule.verify_every else []
+            print(f"enable it with: systemctl daemon-reload && systemctl enable --now {' '.join(timers)}")
     _done(EXIT_FAILED if failed else EXIT_OK)
 
 
@@ -466,12 +473,17 @@ def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: P
 @click.pass_context
 def schedule_show(ctx: click.Context, job: str | None, root: Path) -> None:
     """Every schedule that runs the job, and where it is."""
-    from vigil.actions.schedule import audit
+    from vigil.actions.schedule import audit, audit_verify
 
     for j in _one_job(ctx, job):
         entries = audit(j, root)
         print(f"{j.name}: {'not scheduled' if not entries else f'{len(entries)} schedule(s)'}")
         for e in entries:
+            print(f"  {e.describe()}")
+        verifies = audit_verify(j, root)
+        if verifies or j.schedule.verify_every:
+            print(f"{j.name} verify: {'not scheduled' if not verifies else f'{len(verifies)} schedule(s)'}")
+        for e in verifies:
             print(f"  {e.describe()}")
 
 
@@ -569,7 +581,7 @@ class _Output:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vigil.actions.hooks import set_original_umask
+    from vigil.children import set_original_umask
 
     set_original_umask(os.umask(0o077))  # backups and state: 0600 / 0700
     sys.stdout = _Output(sys.stdout)  # type: ignore[assignment]

@@ -12,12 +12,16 @@ and pydantic's import and schema building cost ~0.14 s of a ~0.23 s start-up
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -30,6 +34,11 @@ DEFAULT_STATE_DIR = "/var/lib/vigil"
 EVENTS = ("success", "failure", "skipped", "unhealthy", "recovered")
 Event = Literal["success", "failure", "skipped", "unhealthy", "recovered"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
+_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")  # what botocore accepts
+_AGE_KEY = re.compile(r"age1[0-9a-z]{58}")
 
 
 class Duration(timedelta):
@@ -41,14 +50,75 @@ class Duration(timedelta):
         return cls(days=td.days, seconds=td.seconds, microseconds=td.microseconds)
 
 
+class EnvVar(str):
+    """The name of an environment variable (a `*_env` key), carrying the job's
+    `env_file` values that back it up when the process environment lacks it."""
+
+    dotenv: Mapping[str, str | None] = {}
+    env_file: Path | None = None
+
+    @classmethod
+    def of(cls, value: Any, dotenv: Mapping[str, str | None], env_file: Path | None) -> "EnvVar":
+        if not isinstance(value, str):
+            raise ValueError(f"expected the name of an environment variable, got {value!r}")
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid environment variable name "
+                             "(letters, digits and '_', not starting with a digit)")
+        var = cls(value)
+        var.dotenv, var.env_file = dotenv, env_file
+        return var
+
+
+def env_value(name: str) -> str | None:
+    """A `*_env` variable's value: the process environment first, then the job's env_file."""
+    if name in os.environ:
+        return os.environ[name]
+    return getattr(name, "dotenv", {}).get(name)
+
+
+def env_missing(name: str) -> str:
+    """The end of the message for a `*_env` variable set nowhere: where it was looked for."""
+    env_file = getattr(name, "env_file", None)
+    if env_file:
+        return f"environment variable {name} is set neither in the environment nor in env_file {env_file}"
+    return f"environment variable {name} is not set (and the job has no env_file)"
+
+
 Port = Annotated[int, Meta(ge=1, le=65535)]
 Count = Annotated[int, Meta(ge=0)]
+Text = Annotated[str, Meta(min_length=1)]
 Argv = Annotated[list[str], Meta(min_length=1)]
 
 
 def _check_name(value: str) -> None:
     if not _NAME.fullmatch(value):
         raise ValueError(f"name: {value!r} is not a valid name (letters, digits, '.', '_', '-')")
+
+
+def _check_argv(key: str, argv: list[str]) -> None:
+    # An empty argument is legitimate (`ssh-keygen -N ""`); an empty program never runs.
+    if not argv[0]:
+        raise ValueError(f"{key}[0]: the program name is empty")
+
+
+def _check_url(key: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key}: {url!r} is not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:
+        raise ValueError(f"{key}: {url!r} has an invalid port") from None
+
+
+def _check_address(key: str, text: str) -> None:
+    if not _ADDRESS.fullmatch(parseaddr(text)[1] or text):
+        raise ValueError(f"{key}: {text!r} is not an e-mail address")
+
+
+def _check_positive(key: str, value: timedelta | None) -> None:
+    if value is not None and value <= timedelta(0):
+        raise ValueError(f"{key}: must be longer than 0s")
 
 
 # Validators raise ValueError("KEY: text") to name a key below the struct they
@@ -75,7 +145,7 @@ class Secret(Named):
     """The three forms of a password: literal (doctor warns), env, file."""
 
     password: str | None = None
-    password_env: str | None = None
+    password_env: EnvVar | None = None
     password_file: Path | None = None
 
     def __repr__(self) -> str:  # a password never reaches a log through a repr
@@ -96,12 +166,12 @@ class SqliteSource(Named, tag_field="type", tag="sqlite", kw_only=True):
 
 
 class PostgresSource(Secret, tag_field="type", tag="postgres", kw_only=True):
-    host: str | None = None
+    host: Text | None = None
     port: Port | None = None
-    user: str | None = None
-    database: str | None = None
-    databases: list[str] | Literal["all"] | None = None
-    dsn: str | None = None
+    user: Text | None = None
+    database: Text | None = None
+    databases: Annotated[list[Text], Meta(min_length=1)] | Literal["all"] | None = None
+    dsn: Text | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,12 +183,12 @@ class PostgresSource(Secret, tag_field="type", tag="postgres", kw_only=True):
 
 
 class MysqlSource(Secret, tag_field="type", tag="mysql", kw_only=True):
-    host: str | None = None
+    host: Text | None = None
     port: Port | None = None
     socket: Path | None = None
-    user: str | None = None
-    database: str | None = None
-    databases: list[str] | Literal["all"] | None = None
+    user: Text | None = None
+    database: Text | None = None
+    databases: Annotated[list[Text], Meta(min_length=1)] | Literal["all"] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,12 +213,22 @@ class S3Destination(Named, tag_field="type", tag="s3", kw_only=True):
     bucket: str
     prefix: str = ""
     endpoint_url: str | None = None
-    region: str | None = None
-    access_key_id_env: str | None = None
-    secret_access_key_env: str | None = None
-    storage_class: str | None = None
-    sse: str | None = None
+    region: Text | None = None
+    access_key_id_env: EnvVar | None = None
+    secret_access_key_env: EnvVar | None = None
+    storage_class: Text | None = None
+    sse: Text | None = None
     encrypt: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not _BUCKET.fullmatch(self.bucket):
+            raise ValueError(f"bucket: {self.bucket!r} is not a valid bucket name")
+        if self.endpoint_url is not None:
+            _check_url("endpoint_url", self.endpoint_url)
+        # A prefix is a folder: "vigil", "vigil/" and "/vigil" all store under "vigil/"; "" is the bucket root.
+        folder = "/".join(part for part in self.prefix.split("/") if part)
+        msgspec.structs.force_setattr(self, "prefix", folder + "/" if folder else "")
 
 
 Destination = Union[LocalDestination, S3Destination]
@@ -163,24 +243,31 @@ class NotifyBase(Named):
     on: list[Event] = field(default_factory=lambda: list(DEFAULT_ON))
     timeout: Duration = Duration(seconds=30)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive("timeout", self.timeout)
+
 
 class EmailNotify(NotifyBase, tag_field="type", tag="email", kw_only=True):
     from_: str = field(name="from")
     to: Annotated[list[str], Meta(min_length=1)]
-    smtp_host: str = "localhost"
+    smtp_host: Text = "localhost"
     smtp_port: Port | None = None
     starttls: bool = False
     ssl: bool = False
     username: str | None = None
     # Secret's three fields again: a struct has one line of bases with fields.
     password: str | None = None
-    password_env: str | None = None
+    password_env: EnvVar | None = None
     password_file: Path | None = None
     tls_ca_file: Path | None = None
     tls_verify: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_address("from", self.from_)
+        for i, address in enumerate(self.to):
+            _check_address(f"to[{i}]", address)
         if self.starttls and self.ssl:
             raise ValueError("starttls and ssl exclude each other (ssl is implicit TLS, port 465)")
 
@@ -191,18 +278,35 @@ class WebhookNotify(NotifyBase, tag_field="type", tag="webhook", kw_only=True):
     url: str
     headers: dict[str, str] = {}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_url("url", self.url)
+        for name, value in self.headers.items():
+            if not _HEADER.fullmatch(name):
+                raise ValueError(f"headers: {name!r} is not a valid HTTP header name")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"headers.{name}: a header value cannot hold a line break")
+
 
 class HealthchecksNotify(NotifyBase, tag_field="type", tag="healthchecks", kw_only=True):
     url: str
     on: list[Event] = field(default_factory=lambda: ["success", "failure"])
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_url("url", self.url)
+
 
 class CommandNotify(NotifyBase, tag_field="type", tag="command", kw_only=True):
     argv: Argv
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_argv("argv", self.argv)
+
 
 class AppriseNotify(NotifyBase, tag_field="type", tag="apprise", kw_only=True):
-    urls: Annotated[list[str], Meta(min_length=1)]
+    urls: Annotated[list[Text], Meta(min_length=1)]
 
 
 Notify = Union[EmailNotify, WebhookNotify, HealthchecksNotify, CommandNotify, AppriseNotify]
@@ -217,13 +321,21 @@ _TAGS = {key: [t.__struct_config__.tag for t in union.__args__]
 
 class Schedule(Model):
     cron: str | None = None
+    verify_every: Duration | None = None  # a second schedule runs `verify --deep` this often
 
     def __post_init__(self) -> None:
+        # Only jobs that have a schedule pay for the import (croniter, quoting).
         if self.cron is not None:
-            from croniter import croniter  # only for jobs that have a schedule
+            from vigil.formats.calendar import parse_cron
 
-            if not croniter.is_valid(self.cron):
-                raise ValueError(f"cron: invalid cron expression {self.cron!r}")
+            parse_cron(self.cron)  # refuses what cron or a systemd timer cannot run as written
+        if self.verify_every is not None:
+            from vigil.formats.calendar import verify_every_cron
+
+            try:
+                verify_every_cron(self.verify_every)
+            except ValueError as exc:
+                raise ValueError(f"verify_every: {exc}") from None
 
 
 class Retention(Model):
@@ -235,11 +347,27 @@ class Retention(Model):
     keep_yearly: Count | None = None
     timezone: str = "UTC"
 
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r} (e.g. \"UTC\", \"Europe/Berlin\")") \
+                from None
+
 
 class Health(Model):
-    max_age: Duration | None = None
+    grace: Duration = Duration(hours=3)  # with [schedule]: how late a due backup may be
+    max_age: Duration | None = None  # default 25h without [schedule]; with one, only when set
     max_runtime: Duration = Duration(hours=6)
     renotify: Duration = Duration(hours=6)
+
+    def __post_init__(self) -> None:
+        for key in ("grace", "max_age"):
+            value = getattr(self, key)
+            if value is not None and value <= timedelta(0):
+                raise ValueError(f"{key}: must be longer than 0s")
 
 
 class Retry(Model):
@@ -248,6 +376,8 @@ class Retry(Model):
 
 
 class Hooks(Model):
+    # Where hooks run; None: the job file's directory (relative paths resolve against it too).
+    cwd: Path | None = None
     before: list[Argv] = []
     after: list[Argv] = []
     on_failure: list[Argv] = []
@@ -256,11 +386,14 @@ class Hooks(Model):
 
 class Encryption(Model):
     recipients: list[str] = []
-    passphrase_env: str | None = None
+    passphrase_env: EnvVar | None = None
     passphrase_file: Path | None = None
     identity_file: Path | None = None
 
     def __post_init__(self) -> None:
+        for i, key in enumerate(self.recipients):
+            if not _AGE_KEY.fullmatch(key.strip()):
+                raise ValueError(f"recipients[{i}]: not an age public key (age1...)")
         if not self.recipients and not self.passphrase_env and not self.passphrase_file:
             raise ValueError("give recipients, passphrase_env or passphrase_file")
         if self.recipients and (self.passphrase_env or self.passphrase_file):
@@ -284,6 +417,7 @@ class Job(Model, kw_only=True):
     source: Annotated[list[Source], Meta(min_length=1)]
     destination: Annotated[list[Destination], Meta(min_length=1)]
     state_dir: Path = Path(DEFAULT_STATE_DIR)
+    env_file: Path | None = None
     description: str | None = None
     legacy_commands: list[str] = []
     schedule: Schedule = Schedule()
@@ -300,12 +434,12 @@ class Job(Model, kw_only=True):
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        for key in ("source", "destination", "notify"):
-            seen: set[str | None] = set()
-            for i, item in enumerate(getattr(self, key)):
-                if item.name in seen:
-                    raise ValueError(f"{key}[{i}].name: duplicate name {item.name!r}")
-                seen.add(item.name)
+        for key in ("before", "after", "on_failure"):
+            for i, argv in enumerate(getattr(self.hooks, key)):
+                _check_argv(f"hooks.{key}[{i}]", argv)
+        _check_positive("hooks.timeout", self.hooks.timeout)
+        _check_positive("health.max_runtime", self.health.max_runtime)
+        _check_positive("health.max_age", self.health.max_age)
         if self.lock.backend == "s3":
             s3 = {d.name for d in self.destination if d.type == "s3"}
             if self.lock.destination not in s3:
@@ -327,14 +461,66 @@ class Job(Model, kw_only=True):
 
 
 def _default_names(data: dict[str, Any]) -> dict[str, Any]:
-    """Sources default to their type as name, destinations and notifications too (SPEC §2)."""
+    """Unnamed items are named by their type, then TYPE-2, TYPE-3… in file order (SPEC §2).
+    Two equal names are an error, whether given or defaulted."""
     data = dict(data)
     for key in ("source", "destination", "notify"):
         items = data.get(key)
-        if isinstance(items, list):
-            data[key] = [{**item, "name": item.get("type")} if isinstance(item, dict) and "name" not in item
-                         else item for item in items]
+        if not isinstance(items, list):
+            continue
+        counts: dict[Any, int] = {}
+        named: list[Any] = []
+        for item in items:
+            if isinstance(item, dict) and "name" not in item:
+                counts[item.get("type")] = n = counts.get(item.get("type"), 0) + 1
+                item = {**item, "name": item.get("type") if n == 1 else f"{item.get('type')}-{n}"}
+            named.append(item)
+        data[key] = named
+        _unique_names(key, items, named)
     return data
+
+
+def _unique_names(key: str, given: list[Any], named: list[Any]) -> None:
+    first: dict[Any, int] = {}
+    for i, item in enumerate(named):
+        name = item.get("name") if isinstance(item, dict) else None
+        if name is None:
+            continue
+        if name in first:
+            j = first[name]
+            how = ["the default name" if "name" not in given[k] else "named" for k in (j, i)]
+            raise msgspec.ValidationError(
+                f"{key}[{i}].name: duplicate name {name!r}: {key}[{j}] is {how[0]} {name!r} "
+                f"and {key}[{i}] is {how[1]} {name!r}" + ("" if how == ["named", "named"] else
+                                                          "; give the unnamed one a name"))
+        first[name] = i
+
+
+def _no_nul(value: Any, loc: str) -> None:
+    """No key takes a NUL character: paths, argv and names cannot carry one to the system."""
+    if isinstance(value, str) and "\0" in value:
+        raise msgspec.ValidationError(f"{loc or 'job'}: contains a NUL character")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        if isinstance(k, str) and "\0" in k:
+            raise msgspec.ValidationError(f"{loc or 'job'}: a key contains a NUL character")
+        _no_nul(v, f"{loc}[{k}]" if isinstance(k, int) else _join(loc, k))
+
+
+def _read_env_file(path: Path) -> dict[str, str | None]:
+    from dotenv import dotenv_values  # only for jobs that name an env_file
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise msgspec.ValidationError(f"env_file: {path} not found") from None
+    except IsADirectoryError:
+        raise msgspec.ValidationError(f"env_file: {path} is a directory") from None
+    except PermissionError as exc:
+        raise msgspec.ValidationError(f"env_file: cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise msgspec.ValidationError(f"env_file: {path} is not valid UTF-8 ({exc.reason})") from None
+    return dotenv_values(stream=io.StringIO(text))
 
 
 def parse_job(data: dict[str, Any], base_dir: Path | None = None) -> Job:
@@ -344,13 +530,18 @@ def parse_job(data: dict[str, Any], base_dir: Path | None = None) -> Job:
     def path(value: Any) -> Path:
         if not isinstance(value, str):
             raise ValueError(f"expected a path, got {value!r}")
+        if not value:
+            raise ValueError("expected a path, got an empty string")
         p = Path(value).expanduser()
         if not p.is_absolute() and base_dir is not None:
             p = base_dir / p
         return Path(os.path.normpath(p))
 
-    # msgspec asks this hook for the two types it does not decode itself.
-    decoders = {Duration: Duration.of, Path: path}
+    _no_nul(data, "")
+    env_file = path(data["env_file"]) if isinstance(data.get("env_file"), str) and data["env_file"] else None
+    dotenv = _read_env_file(env_file) if env_file else {}
+    # msgspec asks this hook for the types it does not decode itself.
+    decoders = {Duration: Duration.of, Path: path, EnvVar: lambda value: EnvVar.of(value, dotenv, env_file)}
     return msgspec.convert(_default_names(data), Job, dec_hook=lambda kind, value: decoders[kind](value))
 
 
@@ -358,7 +549,7 @@ _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<loc>[^`]*)`)?$", re.S)
 _TYPE = re.compile(r"`([^`]+)`")
 _WORDS = {"int": "an integer", "str": "a string", "bool": "true or false", "float": "a number",
           "array": "a list", "object": "a table", "null": ""}
-_KEY_FIRST = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\[\]]*): (.*)$", re.S)
+_KEY_FIRST = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\[\]-]*): (.*)$", re.S)
 
 
 def _explain(exc: msgspec.ValidationError) -> tuple[str, str]:
@@ -377,7 +568,7 @@ def _explain(exc: msgspec.ValidationError) -> tuple[str, str]:
     if msg.startswith("Invalid enum value "):
         return loc, "invalid value " + msg.removeprefix("Invalid enum value ") + (
             f" (expected {', '.join(EVENTS)})" if re.search(r"\.on\[\d+\]$", loc) else "")
-    if msg == "Expected `array` of length >= 1":
+    if msg in ("Expected `array` of length >= 1", "Expected `str` of length >= 1"):
         return loc, "must not be empty"
     if msg.startswith("Expected `"):
         def words(t: re.Match[str]) -> str:
@@ -459,9 +650,9 @@ def select_jobs(jobs: list[Job], names: list[str] | None) -> list[Job]:
 def read_secret(owner: str, key: str, literal: str | None, env: str | None, file: Path | None) -> str | None:
     """Resolve a secret from its literal / *_env / *_file forms at the moment it is needed."""
     if env:
-        value = os.environ.get(env)
+        value = env_value(env)
         if value is None:
-            raise ConfigError(f"{owner}: {key}_env: environment variable {env} is not set")
+            raise ConfigError(f"{owner}: {key}_env: {env_missing(env)}")
         return value
     if file:
         try:

@@ -11,12 +11,11 @@ deletes what it uploaded; uploads left by a killed process are found by
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import timezone
 from typing import Any, BinaryIO, Iterator
 
-from vigil.config.schema import Retry
+from vigil.config.schema import Retry, env_missing, env_value
 from vigil.destinations.base import BackupWriter, Destination, Partial
 from vigil.errors import BackupError
 from vigil.formats.manifest import MANIFEST, Manifest, is_backup_id
@@ -33,10 +32,10 @@ def _client(cfg: Any) -> Any:
     keys: dict[str, str] = {}
     for key, env in (("aws_access_key_id", cfg.access_key_id_env), ("aws_secret_access_key", cfg.secret_access_key_env)):
         if env:
-            if env not in os.environ:
-                raise BackupError(f"destination {cfg.name}: environment variable {env} is not set",
-                                  f"destination:{cfg.name}")
-            keys[key] = os.environ[env]
+            value = env_value(env)
+            if value is None:
+                raise BackupError(f"destination {cfg.name}: {env_missing(env)}", f"destination:{cfg.name}")
+            keys[key] = value
     # No retries inside botocore: vigil's one retry mechanism ([retry]) decides, and logs each one.
     # (botocore counts "max_attempts" as retries after the first call; "total_max_attempts" counts calls.)
     config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60)

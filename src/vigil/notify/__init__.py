@@ -16,6 +16,7 @@ from typing import Any
 
 from vigil.config.schema import Job
 from vigil.errors import BackupError
+from vigil.children import protect_secrets
 from vigil.state.journal import Journal, Outbox, RunRow
 from vigil.notify.message import run_message
 from vigil.retry import with_retry
@@ -64,6 +65,7 @@ def dispatch(job: Job, event: str, msg: dict[str, Any], log: logging.Logger, *, 
     chans = channels_for(job, event)
     if not chans:
         return True
+    protect_secrets(job)  # a command channel must not see them
     own = journal is None
     try:
         journal = journal or Journal(job.state_dir)
@@ -110,6 +112,8 @@ def flush(jobs: list[Job], log: logging.Logger, attempts: int = ATTEMPTS) -> tup
         try:
             outbox = Outbox(journal)
             names = {j.name: j for j in jobs_here}
+            for job in jobs_here:
+                protect_secrets(job)  # a command channel must not see them
             items = []
             for row in outbox.pending():
                 job = names.get(row.job)

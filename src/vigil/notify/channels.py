@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import email.policy
 import json
-import os
 import smtplib
 import ssl
 import subprocess
@@ -19,6 +18,7 @@ from vigil.config.schema import (
     AppriseNotify, CommandNotify, EmailNotify, HealthchecksNotify, WebhookNotify, read_secret,
 )
 from vigil.errors import BackupError
+from vigil.children import child_env
 
 USER_AGENT = "vigil-backup"
 _RID_NAMESPACE = uuid.UUID("6b1b0a7e-2d54-4c4e-9b7a-7669676c0001")
@@ -109,14 +109,14 @@ def ping_start(cfg: HealthchecksNotify, run_id: str, timeout: float) -> None:
 
 def send_healthchecks(cfg: HealthchecksNotify, msg: dict[str, Any]) -> None:
     body = msg.get("log_tail") or msg["subject"]
-    text = f"{msg['subject']}\nrun: {msg.get('run_id') or '-'}\n\n{body}"
+    starter = f"\nstarted by: {msg['started_by']}" if msg.get("started_by") else ""
+    text = f"{msg['subject']}\nrun: {msg.get('run_id') or '-'}{starter}\n\n{body}"
     _http(healthchecks_url(cfg, msg["event"], msg.get("run_id")), text.encode()[-100_000:],
           {"Content-Type": "text/plain; charset=utf-8"}, cfg.timeout.total_seconds())
 
 
 def send_command(cfg: CommandNotify, msg: dict[str, Any]) -> None:
-    env = {
-        **os.environ,
+    env = child_env({
         "VIGIL_EVENT": msg["event"],
         "VIGIL_JOB": msg["job"],
         "VIGIL_HOST": msg.get("host") or "",
@@ -128,7 +128,9 @@ def send_command(cfg: CommandNotify, msg: dict[str, Any]) -> None:
         "VIGIL_WARNINGS": "\n".join(msg.get("warnings") or []),
         "VIGIL_BYTES": str(msg.get("bytes") or ""),
         "VIGIL_BACKUP_ID": msg.get("backup_id") or "",
-    }
+        "VIGIL_STARTED_BY": msg.get("started_by") or "",
+        "VIGIL_STARTED_BY_CHAIN": "\n".join(msg.get("started_by_chain") or []),
+    })
     proc = subprocess.run(cfg.argv, input=msg["body"].encode(), env=env, capture_output=True,
                           timeout=cfg.timeout.total_seconds(), check=False)
     if proc.returncode != 0:

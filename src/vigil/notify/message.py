@@ -57,7 +57,9 @@ def run_message(row: RunRow, extra: dict[str, Any]) -> dict[str, Any]:
     if row.outcome != "skipped":
         lines.append(f"Committed: {', '.join(committed) if committed else 'nothing was committed'}")
     if row.started_by:
+        # Who started the run: two different starters in two mails are a duplicate schedule.
         lines.append(f"Started by: {row.started_by}")
+        lines += [f"            via {parent}" for parent in row.started_by_chain[1:]]
     if row.warnings:
         lines.append(f"Warnings ({len(row.warnings)}):")
         lines += [f"  - {w}" for w in row.warnings[:100]]
@@ -80,6 +82,7 @@ def run_message(row: RunRow, extra: dict[str, Any]) -> dict[str, Any]:
         "finished_at": iso(row.finished_at),
         "duration_seconds": round(duration, 3) if duration is not None else None,
         "started_by": row.started_by,
+        "started_by_chain": row.started_by_chain,
         "log_tail": tail,
         "subject": subject(event, row.job, row.host, summary),
         "body": "\n".join(lines) + "\n",

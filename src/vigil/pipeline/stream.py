@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import zstandard
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from vigil.config.schema import Job
 from vigil.errors import BackupError
+from vigil.logs import printable
 from vigil.pipeline.stream import ArtifactStream
 
 
@@ -59,10 +60,10 @@ class Source(ABC):
 
     def fail(self, message: str) -> BackupError:
         """The error that fails the run at this source's step."""
-        return BackupError(f"{self.label}: {message}", f"source:{self.name}")
+        return BackupError(printable(f"{self.label}: {message}"), f"source:{self.name}")
 
     def warn(self, message: str) -> None:
-        text = f"{self.label}: {message}"
+        text = printable(f"{self.label}: {message}")
         self.warnings.append(text)
         self.ctx.log.warning(text)
 

@@ -78,15 +78,6 @@ def compile_patterns(patterns: list[str]) -> pathspec.PathSpec | None:
 
 
 class FilesSource(Source):
-    def preflight(self) -> None:
-        root = self.cfg.path
-        if not root.exists():
-            raise self.fail(f"path {root} does not exist")
-        if not root.is_dir():
-            raise self.fail(f"path {root} is not a directory")
-        if not os.access(root, os.R_OK | os.X_OK):
-            raise self.fail(f"path {root} is not readable")
-
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "path": str(self.cfg.path)}
 
@@ -111,6 +102,7 @@ class _Archiver:
         self.volatile = compile_patterns(source.cfg.volatile)
         self.skip_dirs = source.ctx.skip_dirs
         self.links: dict[tuple[int, int], str] = {}
+        self._root_id: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the root when the walk began
         self.entries = 0
         self.bytes = 0
         self._o_flags = _O_FLAGS
@@ -119,6 +111,16 @@ class _Archiver:
         self._pending: deque[tuple[Digest, str, str]] = deque()
 
     def archive(self) -> None:
+        # Checked here, not in preflight: a `before` hook may mount or fill the root.
+        try:
+            root_st = os.stat(self.root)
+        except FileNotFoundError:
+            raise self.source.fail(f"path {self.root} does not exist") from None
+        except OSError as exc:
+            raise self.source.fail(f"path {self.root} cannot be read ({exc.strerror})") from None
+        if not stat.S_ISDIR(root_st.st_mode):
+            raise self.source.fail(f"path {self.root} is not a directory")
+        self._root_id = (root_st.st_dev, root_st.st_ino)
         try:
             top = self._scan(self.root)
         except OSError as exc:
@@ -128,7 +130,27 @@ class _Archiver:
             self._flush_index(wait=True)
         finally:
             self.hasher.close()
+        # A root renamed away after its last entry was read leaves no other trace.
+        self._check_root()
         self.tar.write(th.END)
+
+    def _check_root(self) -> None:
+        """Fail the source when its root is no longer the directory the walk began in.
+
+        Entries are reached by path under the root: once the root is renamed,
+        removed or replaced, every remaining one looks vanished, and a backup of
+        what happened to be read before must not pass for a complete one."""
+        try:
+            st = os.stat(self.root)
+        except OSError as exc:
+            raise self.source.fail(f"path {self.root} vanished during the run ({exc.strerror})") from None
+        if (st.st_dev, st.st_ino) != self._root_id:
+            raise self.source.fail(f"path {self.root} was replaced by another directory during the run")
+
+    def _vanished(self, rel: str, what: str) -> None:
+        """An entry gone between listing and reading: a warning while the root stands."""
+        self._check_root()
+        self.source.warn(f"{rel}: {what}")
 
     def _scan(self, path: str) -> list[os.DirEntry[str]]:
         with os.scandir(path) as it:
@@ -149,7 +171,7 @@ class _Archiver:
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
-                self.source.warn(f"{rel}: vanished before it could be read")
+                self._vanished(rel, "vanished before it could be read")
                 continue
             except OSError as exc:
                 self.source.warn(f"{rel}: cannot stat ({exc.strerror})")
@@ -163,6 +185,9 @@ class _Archiver:
                 self._emit(rel, th.DIRTYPE, st, "dir")
                 try:
                     children = self._scan(entry.path)
+                except FileNotFoundError:
+                    self._vanished(rel + "/", "directory vanished before it could be read")
+                    continue
                 except OSError as exc:
                     self.source.warn(f"{rel}/: directory unreadable, contents not stored ({exc.strerror})")
                     continue
@@ -176,6 +201,9 @@ class _Archiver:
             elif kind == stat.S_IFLNK:
                 try:
                     target = os.readlink(entry.path)
+                except FileNotFoundError:
+                    self._vanished(rel, "vanished before it could be read")
+                    continue
                 except OSError as exc:
                     self.source.warn(f"{rel}: symlink unreadable ({exc.strerror})")
                     continue
@@ -252,7 +280,7 @@ class _Archiver:
             try:
                 fd = self._open(path)
             except FileNotFoundError:
-                self.source.warn(f"{rel}: vanished before it could be read")
+                self._vanished(rel, "vanished before it could be read")
                 return
             except OSError as exc:
                 what = "replaced by a symlink" if exc.errno == errno.ELOOP else exc.strerror

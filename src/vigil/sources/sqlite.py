@@ -25,7 +25,8 @@ def table_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 class SqliteSource(Source):
-    def preflight(self) -> None:
+    def _check(self) -> None:
+        # At the source step, not in preflight: a `before` hook may create or mount it.
         path = self.cfg.path
         if not path.is_file():
             raise self.fail(f"database {path} does not exist")
@@ -36,6 +37,7 @@ class SqliteSource(Source):
         return {**super().describe(), "path": str(self.cfg.path)}
 
     def backup(self, out: ArtifactOutput) -> None:
+        self._check()
         tmp_dir = self.ctx.tmp_dir
         assert tmp_dir is not None
         tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

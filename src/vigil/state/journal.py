@@ -1,4 +1,4 @@
-"""The run journal: SQLite in STATE_DIR/journal.db (runs, outbox, health state).
+"""The run journal: SQLite in STATE_DIR/journal.db (runs, outbox, health state, verify results).
 
 WAL mode and a busy timeout let concurrent vigil processes (parallel runs,
 health checks) share it. Every attempt gets a row, including skipped ones, so
@@ -52,6 +52,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL,
     dropped      TEXT
 );
+CREATE TABLE IF NOT EXISTS verifications (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    job         TEXT NOT NULL,
+    backup_id   TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    ok          INTEGER NOT NULL,
+    reason      TEXT,
+    verified_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verifications_job ON verifications (job, verified_at);
 CREATE TABLE IF NOT EXISTS health_state (
     job         TEXT PRIMARY KEY,
     status      TEXT NOT NULL,
@@ -70,6 +80,7 @@ MIGRATIONS: list[list[str]] = [
     [],  # 0 -> 1: the tables above
     ["ALTER TABLE outbox ADD COLUMN claimed_by TEXT", "ALTER TABLE outbox ADD COLUMN claimed_at REAL",
      "ALTER TABLE outbox ADD COLUMN dropped TEXT"],
+    [],  # 2 -> 3: the verifications table (created above, like every table that is missing)
 ]
 VERSION = len(MIGRATIONS)
 
@@ -110,6 +121,18 @@ class RunRow:
             "started_by_chain": self.started_by_chain,
             "log": self.log_path,
         }
+
+
+@dataclass
+class VerifyRow:
+    """What one `vigil verify` found about one backup on one destination."""
+
+    job: str
+    backup_id: str
+    destination: str
+    ok: bool
+    reason: str | None
+    verified_at: float
 
 
 _COLUMNS = [f for f in RunRow.__dataclass_fields__]
@@ -236,6 +259,22 @@ class Journal:
     def run(self, run_id: str) -> RunRow | None:
         r = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return _row(r) if r else None
+
+    # --- verify results -------------------------------------------------------------
+
+    def record_verification(self, row: VerifyRow) -> None:
+        self.db.execute(
+            "INSERT INTO verifications (job, backup_id, destination, ok, reason, verified_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (row.job, row.backup_id, row.destination, int(row.ok), row.reason, row.verified_at))
+
+    def verifications(self, job: str, backup_ids: "set[str]") -> list[VerifyRow]:
+        """The verify results of these backups of the job, newest first."""
+        ids = sorted(backup_ids)
+        rows = self.db.execute(
+            "SELECT job, backup_id, destination, ok, reason, verified_at FROM verifications WHERE job = ?"
+            f" AND backup_id IN ({', '.join('?' * len(ids))}) ORDER BY verified_at DESC, id DESC", (job, *ids))
+        return [VerifyRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
 
     def iter_jobs(self) -> Iterator[str]:
         for (job,) in self.db.execute("SELECT DISTINCT job FROM runs"):

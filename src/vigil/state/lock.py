@@ -4,6 +4,12 @@ The holder writes who it is (pid, run id, start time) into the lock file so
 that a contender can say who holds it. The lock dies with the process (the
 kernel drops flocks of a closed descriptor), so a killed run never leaves a
 stale lock behind.
+
+A flock guards an inode, not a path: a lock file deleted or replaced while a
+run holds it would let the next run lock a fresh file. So a contender checks
+that the file it locked is still the one at the path (else it tries again),
+and the run then asks the journal whether a run of the job is still alive
+(`alive_since`), which no file operation can hide.
 """
 
 from __future__ import annotations
@@ -16,6 +22,28 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+
+ATTEMPTS = 5
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds), or None when there is no such process."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+    except (OSError, StopIteration):
+        return None
+    # Field 22 (starttime, clock ticks after boot); the command name in (…) may hold spaces.
+    ticks = int(stat_line.rsplit(")", 1)[1].split()[19])
+    return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def is_alive(pid: int, started_at: float) -> bool:
+    """True when `pid` is the process that recorded a run at `started_at`, not a later
+    process that reuses its number (that one started after the run was recorded)."""
+    began = process_start(pid)
+    return began is not None and began <= started_at + 1.0  # btime and ticks round to whole seconds
 
 
 class LockHeld(Exception):
@@ -41,17 +69,32 @@ class JobLock:
     def acquire(self, holder: dict[str, Any]) -> None:
         """Take the lock or raise LockHeld naming the current holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockHeld(self._read_holder()) from None
-            raise
+        for _ in range(ATTEMPTS):
+            # O_NOFOLLOW: a symlink planted at the path must not redirect the lock (or its truncation).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise LockHeld(self._read_holder()) from None
+                raise
+            if self._still_at_path(fd):
+                break
+            os.close(fd)  # removed or replaced between open and flock: lock what is there now
+        else:
+            raise OSError(errno.EAGAIN, "the lock file keeps being replaced", str(self.path))
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         self._fd = fd
+
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            there = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -145,6 +188,14 @@ class S3Lease:
             except Exception as exc:  # noqa: BLE001 - reported by the run, which keeps going
                 self.lost = f"lease {self.key} could not be renewed: {exc}"
                 return
+
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            there = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
     def release(self) -> None:
         self._stop.set()

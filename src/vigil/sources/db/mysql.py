@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from vigil.config.schema import MysqlSource as MysqlConfig, read_secret
 from vigil.errors import BackupError
-from vigil.sources.db.process import Child, DatabaseSource, child_env, feed, run, secret_file, which
+from vigil.sources.db.process import Child, DatabaseSource, tool_env, feed, run, secret_file, which
 from vigil.sources.db.dumprows import DumpRowCounter
 
 FOOTER = b"-- Dump completed"
@@ -81,7 +81,7 @@ class Mysql:
                     "-e", statement]
             if database:
                 argv.append(database)
-            out = run(argv, child_env(), f"{self.label}: {Path(argv[0]).name}")
+            out = run(argv, tool_env(), f"{self.label}: {Path(argv[0]).name}")
         return [line.split("\t") for line in out.splitlines()]
 
     def check(self) -> None:
@@ -124,7 +124,7 @@ class Mysql:
             tail.extend(chunk[-256:])
             del tail[:-256]
 
-        with self.defaults() as opt, Child([self.dump_tool(), opt, *DUMP_OPTIONS, database], child_env(),
+        with self.defaults() as opt, Child([self.dump_tool(), opt, *DUMP_OPTIONS, database], tool_env(),
                                            f"{self.label}: dump of {database}") as child:
             child.stream_to(take)
             child.finish()
@@ -164,7 +164,7 @@ class Mysql:
 
     def load(self, name: str, chunks: Iterable[bytes], **_: Any) -> None:
         with self.defaults() as opt:
-            feed([self.client_tool(), opt, "--binary-mode", name], child_env(), f"{self.label}: load into {name}",
+            feed([self.client_tool(), opt, "--binary-mode", name], tool_env(), f"{self.label}: load into {name}",
                  chunks)
 
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 from vigil.config.schema import PostgresSource as PostgresConfig, read_secret
 from vigil.errors import BackupError
-from vigil.sources.db.process import Child, DatabaseSource, child_env, classify, feed, run, secret_file
+from vigil.sources.db.process import Child, DatabaseSource, tool_env, classify, feed, run, secret_file
 
 END = "__VIGIL_END__"
 SEP = "\x1f"
@@ -121,11 +121,11 @@ class Postgres:
             extra["PGDATABASE"] = database
         extra.setdefault("PGCONNECT_TIMEOUT", "10")
         if self._password is None:
-            yield child_env(**extra)
+            yield tool_env(**extra)
             return
         escaped = self._password.replace("\\", "\\\\").replace(":", "\\:")
         with secret_file(self.tmp_dir, f"*:*:*:*:{escaped}\n", "pgpass-") as passfile:
-            yield child_env(PGPASSFILE=str(passfile), **extra)
+            yield tool_env(PGPASSFILE=str(passfile), **extra)
 
     def default_database(self) -> str:
         return self.cfg.database or self.base_env.get("PGDATABASE") or "postgres"

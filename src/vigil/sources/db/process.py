@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
+from vigil.children import child_env
 from vigil.errors import BackupError, ConfigError, TransientError
 from vigil.retry import with_retry
 from vigil.sources.base import ArtifactOutput, Source
@@ -97,7 +98,7 @@ def run(argv: list[str], env: dict[str, str], what: str, input_: bytes | None = 
 def _widen(pipe: IO[bytes]) -> bool:
     """Give a child's stdout or stdin a 1 MiB pipe: a dump then runs on while vigil compresses
     and counts a chunk, where a 64 KiB pipe fills in under a millisecond and stalls it (a 2M-row
-    mariadb-dump waited ~1,100 times, ~130 now; docs/benchmarks.md, session 7). A user over
+    mariadb-dump waits ~1,100 times on a 64 KiB pipe, ~130 on 1 MiB; docs/benchmarks.md). A user over
     the pipe-user-pages-soft quota keeps the default: False."""
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
     if setpipe is None:
@@ -164,7 +165,7 @@ class Child:
 
         A dump writes in 4 KiB pieces. A reader blocked on the pipe is woken
         for each of them: 45,000 wake-ups for a 342 MB mariadb-dump, which cost
-        the dump and vigil ~0.2 CPU-s together (docs/benchmarks.md, session 8).
+        the dump and vigil ~0.2 CPU-s together (docs/benchmarks.md).
         Instead vigil sleeps until half of the 1 MiB pipe has filled, or the
         child has closed its end; the other half keeps the dump writing."""
         assert self.proc.stdout is not None
@@ -292,8 +293,10 @@ def _roomy_writer(fd: int) -> Callable[[bytes], None]:
     return write
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MYSQL"))}
+def tool_env(**extra: str) -> dict[str, str]:
+    """A database tool's environment: a child's (no job secrets), without the user's PG*/MYSQL*
+    settings, which would override what the job says."""
+    env = {k: v for k, v in child_env().items() if not k.startswith(("PG", "MYSQL"))}
     env.update(extra)
     env.setdefault("LC_ALL", "C.UTF-8")
     return env

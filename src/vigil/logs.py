@@ -8,6 +8,22 @@ import sys
 import time
 
 
+def printable(text: str) -> str:
+    """`text` with the bytes of a file name that are not UTF-8 shown escaped.
+
+    Names are data: os.scandir hands undecodable bytes over as lone surrogates,
+    which no UTF-8 writer (run log, journal, manifest, mail) accepts. `caf\\xe9`
+    becomes the four characters `\\xe9`, so that the name can still be found.
+    """
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name can produce
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({

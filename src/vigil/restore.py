@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from vigil.config import Job
 from vigil.crypto import decryptor
 from vigil.destinations import make_destination
-from vigil.errors import BackupError, ConfigError
+from vigil.errors import BackupError, ConfigError, Damaged
 from vigil.manifest import Artifact
 from vigil.progress import NO_PROGRESS, Meter
 from vigil.reading import ArtifactReader, find_backup
@@ -83,6 +83,8 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
             _Extractor(to_dir, force, include, cursor, summary, log).extract(reader)
             if cursor is not None:
                 cursor.finish()  # read the index to its end: its own checksum is checked there
+        except OSError as exc:  # what the archive asked of the file system, refused by it
+            raise BackupError(f"cannot restore into {to_dir}: {exc}") from None
         finally:
             if cursor is not None:
                 cursor.close()
@@ -277,6 +279,8 @@ class _Extractor:
             except FileNotFoundError:
                 self.summary.skipped.append(f"{name}: hard link to {m.linkname}, which was not restored")
                 return
+            except OSError as exc:  # a directory, say: no archive vigil reads links to one
+                raise Damaged(f"refusing hard link {name} to {m.linkname}: {exc.strerror}") from None
         elif m.isfifo():
             self._clear(parent, leaf)
             os.mkfifo(leaf, m.mode & 0o7777, dir_fd=parent)

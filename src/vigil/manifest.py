@@ -134,6 +134,7 @@ class ManifestError(Damaged):
 
 
 _MISSING = object()
+_KINDS = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "an object"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -149,7 +150,7 @@ def _get(d: dict[str, Any], key: str, kind: type, default: Any = _MISSING) -> An
         raise ManifestError(f"{key}: missing")
     # bool is an int to Python, never to a manifest.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ManifestError(f"{key}: {value!r} is not a {kind.__name__}")
+        raise ManifestError(f"{key}: {str(value)[:100]!r} is not {_KINDS[kind]}")
     return value
 
 

@@ -273,3 +273,33 @@ def test_503_from_the_store_is_retried_then_fails_at_the_destination(tmp_path, m
     assert (runs[0]["outcome"], runs[0]["step"]) == ("failed", "destination:offsite")
     assert "503" in runs[0]["error"] or "SlowDown" in runs[0]["error"]
     assert [r["id"] for r in vigil_json("list", config=job)] == [row["id"]]  # nothing half-uploaded is listed
+
+
+def test_damaged_manifests_in_s3_are_listed_and_never_followed(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n' + s3_dest(s3_server, bucket)
+                   + "[retention]\nkeep_last = 1\n")
+    vigil("run", config=job, check=0)
+    [real] = vigil_json("list", config=job)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"backups/app/{real['id']}/manifest.json")["Body"].read())
+    s3.put_object(Bucket=bucket, Key="backups/elsewhere/keep", Body=b"precious")
+    hostile = {
+        "20250101T000000Z-000001": {"id": "../elsewhere"},
+        "20250101T000000Z-000002": {"started_at": "garbage"},
+        "20250101T000000Z-000003": {"artifacts": [{**manifest["artifacts"][0], "name": "../../elsewhere/keep"}]},
+    }
+    for backup_id, change in hostile.items():
+        doc = {**manifest, "id": backup_id, "started_at": "2025-01-01T00:00:00.000Z", **change}
+        s3.put_object(Bucket=bucket, Key=f"backups/app/{backup_id}/manifest.json", Body=json.dumps(doc))
+
+    rows = vigil_json("list", config=job)
+    assert [(r["id"], r["status"]) for r in rows] == [(real["id"], "complete")] + [
+        (i, "damaged") for i in sorted(hostile, reverse=True)]
+    assert "is not a plain file name" in rows[1]["reason"] and "'garbage'" in rows[2]["reason"]
+    proc = vigil("verify", "app", "20250101T000000Z-000003", config=job, check=1)
+    assert "DAMAGED  offsite:app/20250101T000000Z-000003: damaged backup: manifest.json: artifact name" in proc.stdout
+    vigil("run", config=job, check=0)  # and its retention: one complete backup kept, the damaged left alone
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert "backups/elsewhere/keep" in keys
+    assert {k.split("/")[2] for k in keys if k.startswith("backups/app/")} - {real["id"]} >= set(hostile)
+    assert real["id"] not in {k.split("/")[2] for k in keys if k.startswith("backups/app/")}

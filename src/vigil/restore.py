@@ -187,7 +187,7 @@ class _Extractor:
                             self._mismatch()
                         self._member(tar, member)
                 except TarFormatError as exc:
-                    raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
+                    raise Damaged(f"{reader.where}: not a readable tar archive: {exc}") from None
                 if self._unmatched is not None:
                     self._mismatch()
             for parts, mtime, mode in reversed(self.dir_times):

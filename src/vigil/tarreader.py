@@ -90,6 +90,10 @@ class Member:
     def gname(self) -> str:
         return self._pax.get("gname", _str(self._fields[12]))
 
+    def check(self) -> None:
+        """Parse the fields a restore applies: TarFormatError if one holds what no file can have."""
+        _ = (self.mode, self.uid, self.gid, self.mtime, self.linkname)  # each property checks its field
+
     def isreg(self) -> bool:
         return self.type in REGTYPES
 

@@ -225,6 +225,7 @@ class Verifier:
                 last: tuple[str, str, int, str | None] | None = None
                 try:
                     for m in tar:
+                        m.check()  # what a restore would refuse, a deep verify reports
                         sha = None
                         kind = _KINDS.get(m.type, "device")
                         if kind == "file":

@@ -187,3 +187,25 @@ def test_destination_refuses_names_that_are_not_plain(tmp_path):
         with pytest.raises(Damaged):
             dest.delete("app", backup_id)
     assert json.loads(dest.read("app", BACKUP_ID, "manifest.json").read())["id"] == BACKUP_ID
+
+
+def test_symlinks_in_a_backup_are_never_followed(tmp_path, make_job):
+    job, first, second = two_destinations(tmp_path, make_job)
+    tar, index = good_archive()
+    outside = tmp_path / "outside"
+    write_backup(outside, tar, index, backup_id="20260101T000009Z-000009")
+    # A backup directory that is a symlink to a (well-formed) backup elsewhere.
+    (first / "app").mkdir(parents=True)
+    (first / "app" / "20260101T000009Z-000009").symlink_to(outside / "app" / "20260101T000009Z-000009")
+    # An artifact that is a symlink to a file outside with the very bytes the manifest lists.
+    d = write_backup(second, tar, index)
+    (outside / "stolen").write_bytes((d / "files-app.tar.zst").read_bytes())
+    (d / "files-app.tar.zst").unlink()
+    (d / "files-app.tar.zst").symlink_to(outside / "stolen")
+
+    [row] = [r for r in vigil_json("list", config=job) if r["destination"] == "first"]
+    assert row["status"] == "damaged" and "not a regular file in a plain directory" in row["reason"]
+    proc = vigil("verify", "app", BACKUP_ID, config=job, check=1)
+    assert f"DAMAGED  destination second: cannot read {d / 'files-app.tar.zst'}" in proc.stdout, proc.stdout
+    proc = vigil("restore", "app", BACKUP_ID, "--source", "app", "--to", str(tmp_path / "t"), config=job, check=1)
+    assert "Too many levels of symbolic links" in proc.stderr

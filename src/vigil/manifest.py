@@ -195,8 +195,9 @@ def _artifact(a: dict[str, Any]) -> Artifact:
         raise ManifestError(f"{where}: tables: row counts must be integers")
     known = set(Artifact.__dataclass_fields__)
     return Artifact(
-        name=name, source=_get(a, "source", str), type=_get(a, "type", str), size=_size(a, "size", where, required=True),
-        sha256=sha, compression=_get(a, "compression", str, "zstd"), encrypted=_get(a, "encrypted", bool, False),
+        name=name, source=_get(a, "source", str), type=_get(a, "type", str),
+        size=_size(a, "size", where, required=True), sha256=sha,
+        compression=_get(a, "compression", str, "zstd"), encrypted=_get(a, "encrypted", bool, False),
         entries=_size(a, "entries", where), bytes=_size(a, "bytes", where), database=_opt(a, "database", str),
         tables=tables, extra={k: v for k, v in a.items() if k not in known},
     )

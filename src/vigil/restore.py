@@ -279,7 +279,7 @@ class _Extractor:
             except FileNotFoundError:
                 self.summary.skipped.append(f"{name}: hard link to {m.linkname}, which was not restored")
                 return
-            except OSError as exc:  # a directory, say: no archive vigil reads links to one
+            except OSError as exc:  # EPERM for a directory: no valid archive links to one
                 raise Damaged(f"refusing hard link {name} to {m.linkname}: {exc.strerror}") from None
         elif m.isfifo():
             self._clear(parent, leaf)

@@ -169,6 +169,8 @@ def _restore_copy(job: Job, dest: Destination, manifest: Manifest, source: str, 
                     cursor.finish()  # read the index to its end: its own checksum is checked there
                 extractor.commit()  # only a tree that checked out reaches the target
             extractor.set_dir_attrs()  # last: removing the staging directory changed the target's mtime
+        except OSError as exc:  # what the archive asked of the file system, refused by it
+            raise BackupError(f"cannot restore into {root}: {exc}") from None
         finally:
             if cursor is not None:
                 cursor.close()
@@ -538,6 +540,8 @@ class _Extractor:
         elif m.islnk():
             if not self._hardlink(m, parent, parts[-1], name):
                 return
+            except OSError as exc:  # EPERM for a directory: no valid archive links to one
+                raise Damaged(f"refusing hard link {name} to {m.linkname}: {exc.strerror}") from None
         elif m.isfifo():
             tmp, _ = _create(lambda n: os.mkfifo(n, 0o600, dir_fd=parent))
             # O_NONBLOCK: opening a FIFO for reading does not wait for a writer.

@@ -36,7 +36,3 @@ class Interrupted(BaseException):
     def __init__(self, signame: str) -> None:
         super().__init__(signame)
         self.signame = signame
-
-
-class Damaged(VigilError):
-    """A stored thing does not check out."""

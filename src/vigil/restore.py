@@ -49,10 +49,10 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _T = TypeVar("_T")
 
 
-class _DamagedArchive(BackupError, Damaged):
+class _DamagedArchive(Damaged):
     """The archive is not a readable tar, or a file in it does not match the index.
-    A BackupError too, so that the reader first checks whether the stored bytes
-    differ from the manifest and reports that as the cause."""
+    A BackupError (as every Damaged), so that the reader first checks whether the
+    stored bytes differ from the manifest and reports that as the cause."""
 
 
 _DAMAGE: tuple[type[BaseException], ...] = (Damaged, ChecksumError, TarFormatError)
@@ -540,8 +540,6 @@ class _Extractor:
         elif m.islnk():
             if not self._hardlink(m, parent, parts[-1], name):
                 return
-            except OSError as exc:  # EPERM for a directory: no valid archive links to one
-                raise Damaged(f"refusing hard link {name} to {m.linkname}: {exc.strerror}") from None
         elif m.isfifo():
             tmp, _ = _create(lambda n: os.mkfifo(n, 0o600, dir_fd=parent))
             # O_NONBLOCK: opening a FIFO for reading does not wait for a writer.
@@ -617,6 +615,8 @@ class _Extractor:
             self.summary.skipped.append(f"{name}: hard link to {m.linkname}, which was not restored")
             return False
         except OSError as exc:
+            if exc.errno == errno.EPERM:  # a link to a directory: no valid archive holds one
+                raise Damaged(f"refusing hard link {name} to {m.linkname}: {exc.strerror}") from None
             raise BackupError(f"cannot restore {name}: hard link to {m.linkname}: {exc.strerror}") from None
         self._place(parent, tmp, leaf, name)
         # A rename onto another name of the same inode does nothing: the temporary

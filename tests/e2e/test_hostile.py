@@ -82,11 +82,19 @@ def test_malformed_archive_is_one_clear_line(tmp_path, make_job, case):
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     target = sandbox / "target"
-    proc = vigil("restore", "app", BACKUP_ID, "--source", "app", "--to", str(target), config=job)
+    # The damaged copy alone: one clear line, nothing written.
+    proc = vigil("restore", "app", BACKUP_ID, "--source", "app", "--to", str(target), "--destination", "first",
+                 config=job)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     [line] = proc.stderr.splitlines()
     assert line.startswith("vigil: error: ") and says in line, line
+    assert [p.name for p in sandbox.iterdir()] == []
+    # Without --destination the intact copy on the second destination is restored instead.
+    proc = vigil("restore", "app", BACKUP_ID, "--source", "app", "--to", str(target), config=job)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert says in proc.stderr and "restored from destination second instead" in proc.stderr, proc.stderr
     assert [p.name for p in sandbox.iterdir()] == ["target"]
+    assert (target / "a.txt").exists()
 
 
 def test_manifest_pointing_outside_is_damaged_and_never_followed(tmp_path, make_job):

@@ -15,15 +15,10 @@ import time
 from datetime import timezone
 from typing import Any, BinaryIO, Iterator
 
-<<<<<<< HEAD
 from vigil.config import Retry, env_missing, env_value
-from vigil.destinations import BackupWriter, Destination, Partial
-=======
-from vigil.config import Retry
 from vigil.destinations import (
     BackupWriter, DamagedBackup, Destination, Partial, Scan, newest_first, parse_manifest, plain_path,
 )
->>>>>>> h1
 from vigil.errors import BackupError
 from vigil.manifest import MANIFEST, MAX_MANIFEST, is_backup_id
 from vigil.retry import with_retry

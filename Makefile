@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := examples/demo/demo.toml
 
-.PHONY: demo test venv system-deps bench clean
+.PHONY: demo test fuzz venv system-deps bench clean
 
 $(BIN)/vigil: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ demo: venv
 
 test: venv system-deps
 	$(BIN)/pytest -n 2 -q tests
+
+# Hostile archives, indexes and manifests: many more examples than `make test`, fresh seeds.
+FUZZ_EXAMPLES ?= 2000
+fuzz: venv
+	VIGIL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -n 0 -q --timeout=3600 --hypothesis-show-statistics \
+		tests/e2e/test_hostile_fuzz.py
 
 bench: venv
 	$(BIN)/python bench/bench_backup.py --vigil $(BIN)/vigil

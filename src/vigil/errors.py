@@ -23,6 +23,12 @@ class TransientError(BackupError):
     """A failure that may pass if retried (connection refused, timeout, 5xx)."""
 
 
+class Damaged(BackupError):
+    """A stored thing does not check out: a manifest, an archive, an index or an
+    artifact's bytes. Whatever a destination hands back is untrusted input, and
+    every way it can be malformed ends here, never in a Python error."""
+
+
 class Interrupted(BaseException):
     """A termination signal arrived; BaseException so that generic
     `except Exception` cleanup code cannot swallow it."""
@@ -30,7 +36,3 @@ class Interrupted(BaseException):
     def __init__(self, signame: str) -> None:
         super().__init__(signame)
         self.signame = signame
-
-
-class Damaged(VigilError):
-    """A stored thing does not check out."""

@@ -306,3 +306,33 @@ def test_read_back_refused_by_the_store_drops_only_that_destination(tmp_path, ma
     assert len(committed(local)) == 1  # the local copy still committed
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="backups/app/").get("Contents", [])
     assert not [o for o in listed if o["Key"].endswith("manifest.json")]
+
+
+def test_damaged_manifests_in_s3_are_listed_and_never_followed(tmp_path, make_job, app_tree, s3_server, s3_bucket):
+    s3, bucket = s3_bucket
+    job = make_job(f'[[source]]\ntype = "files"\nname = "app"\npath = "{app_tree}"\n' + s3_dest(s3_server, bucket)
+                   + "[retention]\nkeep_last = 1\n")
+    vigil("run", config=job, check=0)
+    [real] = vigil_json("list", config=job)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"backups/app/{real['id']}/manifest.json")["Body"].read())
+    s3.put_object(Bucket=bucket, Key="backups/elsewhere/keep", Body=b"precious")
+    hostile = {
+        "20250101T000000Z-000001": {"id": "../elsewhere"},
+        "20250101T000000Z-000002": {"started_at": "garbage"},
+        "20250101T000000Z-000003": {"artifacts": [{**manifest["artifacts"][0], "name": "../../elsewhere/keep"}]},
+    }
+    for backup_id, change in hostile.items():
+        doc = {**manifest, "id": backup_id, "started_at": "2025-01-01T00:00:00.000Z", **change}
+        s3.put_object(Bucket=bucket, Key=f"backups/app/{backup_id}/manifest.json", Body=json.dumps(doc))
+
+    rows = vigil_json("list", config=job)
+    assert [(r["id"], r["status"]) for r in rows] == [(real["id"], "complete")] + [
+        (i, "damaged") for i in sorted(hostile, reverse=True)]
+    assert "is not a plain file name" in rows[1]["reason"] and "'garbage'" in rows[2]["reason"]
+    proc = vigil("verify", "app", "20250101T000000Z-000003", config=job, check=1)
+    assert "DAMAGED  offsite:app/20250101T000000Z-000003: damaged backup: manifest.json: artifact name" in proc.stdout
+    vigil("run", config=job, check=0)  # and its retention: one complete backup kept, the damaged left alone
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert "backups/elsewhere/keep" in keys
+    assert {k.split("/")[2] for k in keys if k.startswith("backups/app/")} - {real["id"]} >= set(hostile)
+    assert real["id"] not in {k.split("/")[2] for k in keys if k.startswith("backups/app/")}

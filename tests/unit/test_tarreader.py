@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import tarfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from hostile import archive, raw_member
 from vigil.formats.tarreader import TarFormatError, TarStream
 
 
@@ -115,3 +119,62 @@ def test_numeric_header_fields(field: bytes, value: int) -> None:
     from vigil.formats.tarreader import _num
 
     assert _num(field) == value
+
+
+def _read_everything(data: bytes) -> None:
+    """What verify and restore read of each member: names, contents, and the metadata a restore applies."""
+    tar = TarStream(io.BytesIO(data))
+    for m in tar:
+        b"".join(tar.content())
+        (m.mode, m.uid, m.gid, m.mtime, m.linkname, m.uname, m.gname)
+
+
+@pytest.mark.parametrize("member, says", [
+    (raw_member("a", b"x", pax={"size": "abc"}), "pax size 'abc' is not a size"),
+    (raw_member("a", b"x", pax={"size": "-5"}), "pax size '-5' is not a size"),
+    (raw_member("a", b"x", pax={"mtime": "nan"}), "pax mtime 'nan' is not a number"),
+    (raw_member("a", b"x", pax={"mtime": "1e300"}), "pax mtime '1e300' is not a number"),
+    (raw_member("a", b"x", pax={"mtime": "9" * 25}), "mtime 9999999999999999999999999 is out of range"),
+    (raw_member("a", b"x", pax={"uid": "-1"}), "uid -1 is out of range"),
+    (raw_member("a", b"x", pax={"gid": "4294967295"}), "gid 4294967295 is out of range"),
+    (raw_member("a", b"x", pax={"gid": "١٢"}), "pax gid '١٢' is not a number"),
+    (raw_member("a", b"x", pax={"path": "a\x00b"}), "NUL byte in member name"),
+    (raw_member("l", type_=tarfile.SYMTYPE, pax={"linkpath": "a\x00b"}), "NUL byte in the link target"),
+])
+def test_malformed_pax_values_are_format_errors(member: bytes, says: str) -> None:
+    with pytest.raises(TarFormatError, match=re.escape(says)):
+        _read_everything(archive(member))
+
+
+@pytest.mark.parametrize("records", [b"0 \n", b"5 a=b\n", b"6 a=b", b"x a=b\n", b"06 =b\n", b"99 a=b\n", b"3 a\n"])
+def test_malformed_pax_records_are_format_errors_not_hangs(records: bytes) -> None:
+    head = tarfile.TarInfo("PaxHeader/x")
+    head.type, head.size = tarfile.XHDTYPE, len(records)
+    data = head.tobuf(tarfile.USTAR_FORMAT) + records + bytes(-len(records) % 512) + raw_member("a", b"x")
+    with pytest.raises(TarFormatError, match="malformed pax header record"):
+        _read_everything(archive(data))
+
+
+def test_a_garbage_checksum_field_or_negative_size_is_a_format_error() -> None:
+    block = bytearray(raw_member("a", b"x"))
+    block[148:156] = b"12z4567\x00"
+    with pytest.raises(TarFormatError, match="not an octal number"):
+        _read_everything(archive(bytes(block)))
+    block = bytearray(tarfile.TarInfo("a").tobuf(tarfile.USTAR_FORMAT))
+    block[124:136] = b"\xff" * 12  # GNU base-256: -1
+    block[148:156] = b"        "
+    block[148:155] = b"%06o\x00" % sum(block)
+    with pytest.raises(TarFormatError, match="negative member size"):
+        _read_everything(archive(bytes(block)))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.binary(max_size=3000), st.integers(0, 3000), st.binary(min_size=1, max_size=16))
+def test_any_bytes_read_as_members_or_a_format_error(noise: bytes, at: int, patch: bytes) -> None:
+    base = archive(raw_member("a.txt", b"hello", pax={"path": "ü/a.txt", "mtime": "1.5"}),
+                   raw_member("d/", type_=tarfile.DIRTYPE), raw_member("l", type_=tarfile.LNKTYPE, linkname="a.txt"))
+    for data in (noise, base[:at] + patch + base[at + len(patch):]):
+        try:
+            _read_everything(data)
+        except TarFormatError:
+            pass

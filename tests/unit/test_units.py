@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from vigil.formats import tarheader as th
-from vigil.formats.manifest import Artifact, Manifest, is_backup_id, new_backup_id
+from vigil.formats.manifest import Artifact, Manifest, ManifestError, is_backup_id, new_backup_id
 from vigil.timeutil import format_duration, parse_duration
 
 
@@ -85,11 +85,11 @@ def test_backup_ids_sort_by_time_and_never_collide() -> None:
 
 
 def test_manifest_round_trip_and_rejects_junk() -> None:
-    m = Manifest(id="20260102T030405Z-abcdef", job="j", host="h", vigil_version="0", started_at="a",
-                 finished_at="b", artifacts=[Artifact("files-app.tar.zst", "app", "files", 10, "0" * 64,
+    m = Manifest(id="20260102T030405Z-abcdef", job="j", host="h", vigil_version="0", started_at="2026-01-02T03:04:05.000Z",
+                 finished_at="2026-01-02T03:04:09.000Z", artifacts=[Artifact("files-app.tar.zst", "app", "files", 10, "0" * 64,
                                                       entries=3, bytes=20)], warnings=["w"])
     back = Manifest.loads(m.dumps())
     assert back.to_json() == m.to_json() and back.size == 10
     for junk in (b"{", b"[]", b'{"format": 2}', b'{"format": 1}'):
-        with pytest.raises(ValueError):
+        with pytest.raises(ManifestError):
             Manifest.loads(junk)

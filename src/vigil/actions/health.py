@@ -35,6 +35,7 @@ class Newest:
     ids: list[str] = field(default_factory=list)  # of the same backups
     sizes: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # of the newest
+    damaged: str | None = None  # the newest backup's id and why its manifest does not check out
 
 
 @dataclass
@@ -168,6 +169,8 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
     h = JobHealth(f.job, OK, [], max_age=f.max_age)
 
     for d in f.destinations:
+        if d.damaged:
+            crit.append(f"destination {d.destination}: newest backup is damaged: {d.damaged}")
         if d.error:
             crit.append(f"destination {d.destination} unreachable: {d.error}")
         elif not d.times:

@@ -33,7 +33,10 @@ def gather(job: Job, now: datetime) -> Facts:
     for cfg in job.destination:
         n = Newest(cfg.name)
         try:
-            manifests = make_destination(cfg).list(job.name)[:2]
+            scan = make_destination(cfg).scan(job.name)
+            manifests = scan.complete[:2]
+            if scan.damaged and (not manifests or scan.damaged[0].backup_id > manifests[0].id):
+                n.damaged = f"{scan.damaged[0].backup_id}: {scan.damaged[0].reason}"
             n.times = [m.started for m in manifests]
             n.ids = [m.id for m in manifests]
             n.sizes = [m.size for m in manifests]

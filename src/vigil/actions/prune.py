@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vigil.config.schema import Job
-from vigil.destinations.base import Destination, make_destination
+from vigil.destinations.base import DamagedBackup, Destination, make_destination
 from vigil.errors import BackupError
 from vigil.state.journal import RunRow
 from vigil.actions.retention import Backup, Decision, decide
@@ -20,6 +20,7 @@ class Outcome:
     decisions: list[Decision]
     deleted: list[str]
     partials_removed: list[str]
+    damaged: list[DamagedBackup] = field(default_factory=list)  # left in place, counted as nothing
 
 
 def dead_runs(runs: list[RunRow]) -> set[str]:
@@ -29,8 +30,12 @@ def dead_runs(runs: list[RunRow]) -> set[str]:
 
 def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.Logger,
                       dead: set[str] | None = None) -> Outcome:
-    manifests = dest.list(job.name)
-    decisions = decide([Backup(m.id, m.started) for m in manifests], job.retention)
+    scan = dest.scan(job.name)
+    # A damaged backup is no backup to retention: it keeps nothing else alive, and is
+    # never deleted by a rule (what it holds is for the operator to look at).
+    for bad in scan.damaged:
+        log.warning("prune %s: backup %s is damaged, left in place: %s", dest.name, bad.backup_id, bad.reason)
+    decisions = decide([Backup(m.id, m.started) for m in scan.complete], job.retention)
     deleted, partials = [], []
     for d in decisions:
         if d.keep or dry_run:
@@ -44,7 +49,7 @@ def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.L
                 log.info("prune %s: removing unfinished backup %s (%.1fh old)", dest.name, p.backup_id, p.age / 3600)
                 dest.delete_partial(job.name, p.backup_id)
             partials.append(p.backup_id)
-    return Outcome(dest.name, decisions, deleted, partials)
+    return Outcome(dest.name, decisions, deleted, partials, scan.damaged)
 
 
 def prune_job(job: Job, dry_run: bool, log: logging.Logger, only: list[str] | None = None,

@@ -49,10 +49,10 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _T = TypeVar("_T")
 
 
-class _DamagedArchive(BackupError, Damaged):
+class _DamagedArchive(Damaged):
     """The archive is not a readable tar, or a file in it does not match the index.
-    A BackupError too, so that the reader first checks whether the stored bytes
-    differ from the manifest and reports that as the cause."""
+    A BackupError (as every Damaged), so that the reader first checks whether the
+    stored bytes differ from the manifest and reports that as the cause."""
 
 
 _DAMAGE: tuple[type[BaseException], ...] = (Damaged, ChecksumError, TarFormatError)
@@ -169,6 +169,8 @@ def _restore_copy(job: Job, dest: Destination, manifest: Manifest, source: str, 
                     cursor.finish()  # read the index to its end: its own checksum is checked there
                 extractor.commit()  # only a tree that checked out reaches the target
             extractor.set_dir_attrs()  # last: removing the staging directory changed the target's mtime
+        except OSError as exc:  # what the archive asked of the file system, refused by it
+            raise BackupError(f"cannot restore into {root}: {exc}") from None
         finally:
             if cursor is not None:
                 cursor.close()
@@ -613,6 +615,8 @@ class _Extractor:
             self.summary.skipped.append(f"{name}: hard link to {m.linkname}, which was not restored")
             return False
         except OSError as exc:
+            if exc.errno == errno.EPERM:  # a link to a directory: no valid archive holds one
+                raise Damaged(f"refusing hard link {name} to {m.linkname}: {exc.strerror}") from None
             raise BackupError(f"cannot restore {name}: hard link to {m.linkname}: {exc.strerror}") from None
         self._place(parent, tmp, leaf, name)
         # A rename onto another name of the same inode does nothing: the temporary

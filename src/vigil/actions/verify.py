@@ -23,10 +23,11 @@ from typing import Any, Iterator
 
 from vigil.config.schema import Job
 from vigil.pipeline.crypto import decryptor
-from vigil.destinations.base import make_destination
-from vigil.errors import BackupError, ConfigError
+from vigil.destinations.base import Destination, make_destination
+from vigil.errors import BackupError, ConfigError, Damaged
+from vigil.formats.manifest import Manifest
 from vigil.pipeline.progress import NO_PROGRESS, Meter
-from vigil.pipeline.reading import ArtifactReader, find_backup
+from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.db.process import database_client
 from vigil.sources.sqlite import table_row_counts
 from vigil.formats.tarreader import REGTYPES, TarFormatError, TarStream
@@ -37,7 +38,8 @@ _KINDS = {**dict.fromkeys(REGTYPES, "file"), b"5": "dir", b"2": "symlink", b"1":
 
 
 def iter_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
-    """The index's entries in order, parsed a decompressed chunk at a time (constant memory)."""
+    """The index's entries in order, parsed a decompressed chunk at a time (constant memory).
+    Each is checked for the keys verify and restore use; Damaged names the first that is not."""
     chunks = reader.plain()
     rest = b""
     try:
@@ -46,13 +48,26 @@ def iter_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
             if lines:
                 # One parse of the chunk's lines as a JSON array: half the time of a call per
                 # line. JSON text never holds a raw newline, so joining with commas is exact.
-                yield from json.loads(_text(b"[" + lines.replace(b"\n", b",") + b"]"))
+                yield from map(_entry, json.loads(_text(b"[" + lines.replace(b"\n", b",") + b"]")))
         if rest.strip():
-            yield json.loads(_text(rest))
-    except ValueError as exc:
+            yield _entry(json.loads(_text(rest)))
+    except (ValueError, RecursionError, _BadEntry) as exc:
         for _ in chunks:  # the stored bytes first: a damaged artifact says ChecksumError
             pass
-        raise BackupError(f"{reader.where}: unreadable index: {exc}") from None
+        raise Damaged(f"{reader.where}: unreadable index: {exc}") from None
+
+
+class _BadEntry(Exception):
+    pass
+
+
+def _entry(e: Any) -> dict[str, Any]:
+    # Exact types: an index is vigil's own output, and bool is no size.
+    if type(e) is not dict or type(e.get("path")) is not str or type(e.get("type")) is not str:
+        raise _BadEntry(f"entry {str(e)[:200]!r} has no path or type")
+    if e["type"] == "file" and (type(e.get("size")) is not int or type(e.get("sha256")) is not str):
+        raise _BadEntry(f"file entry {e['path'][:200]!r} has no size or sha256")
+    return e
 
 
 def _text(data: bytes) -> str:
@@ -140,14 +155,27 @@ class Verifier:
         self.meter = meter
         self.tmp_dir = job.state_dir / "tmp"
 
+    def _locate(self, backup_id: str) -> tuple[list[tuple[Destination, Manifest]], list[str]]:
+        """The backup on every destination that has it (`latest`: the newest stored, damaged
+        or not), and a line for each copy whose manifest does not check out."""
+        scans = [(dest, dest.scan(self.job.name)) for dest in map(make_destination, self.job.destination)]
+        if backup_id == "latest":
+            ids = [m.id for _, s in scans for m in s.complete] + [d.backup_id for _, s in scans for d in s.damaged]
+            backup_id = max(ids, default="")
+        found = [(dest, m) for dest, s in scans for m in s.complete if m.id == backup_id]
+        damaged = [f"{dest.name}:{self.job.name}/{d.backup_id}: damaged backup: {d.reason}"
+                   for dest, s in scans for d in s.damaged if d.backup_id == backup_id]
+        return found, damaged
+
     def verify(self, backup_id: str, deep: bool, restore_test: bool) -> Report:
-        dests = [make_destination(d) for d in self.job.destination]
-        found = find_backup(dests, self.job.name, backup_id)
-        if not found:
+        found, damaged = self._locate(backup_id)
+        if not found and not damaged:
             if backup_id != "latest":
                 raise ConfigError(f"job {self.job.name}: no complete backup {backup_id!r} on any destination")
             return Report(problems=[f"job {self.job.name}: no complete backup on any destination"])
-        report = Report()
+        report = Report(problems=damaged)
+        if not found:
+            return report
         decrypt = decryptor(self.job)
         for dest, manifest in found:
             report.copies.append((dest.name, manifest.id, []))
@@ -202,6 +230,7 @@ class Verifier:
                 last: tuple[str, str, int, str | None] | None = None
                 try:
                     for m in tar:
+                        m.check()  # what a restore would refuse, a deep verify reports
                         sha = None
                         kind = _KINDS.get(m.type, "device")
                         if kind == "file":
@@ -214,14 +243,14 @@ class Verifier:
                             check(*last)
                         last = (path, kind, m.size, sha)  # a later copy of a file (re-read) supersedes
                 except TarFormatError as exc:
-                    raise BackupError(f"{reader.where}: not a readable tar archive: {exc}") from None
+                    raise Damaged(f"{reader.where}: not a readable tar archive: {exc}") from None
             if last is not None:
                 check(*last)
             bad.extend(f"{p}: missing from the archive" for p in cursor.finish())
         finally:
             cursor.close()
         if bad:
-            raise BackupError(f"{reader.where}: {len(bad)} damaged entries: " + "; ".join(bad[:10]))
+            raise Damaged(f"{reader.where}: {len(bad)} damaged entries: " + "; ".join(bad[:10]))
 
     def _deep_db(self, reader: ArtifactReader) -> None:
         art = reader.art

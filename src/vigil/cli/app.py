@@ -171,20 +171,27 @@ def list_(ctx: click.Context, job: str | None, as_json: bool) -> None:
     for j in _one_job(ctx, job):
         for dcfg in j.destination:
             try:
-                found = make_destination(dcfg).list(j.name)
+                scan = make_destination(dcfg).scan(j.name)
             except VigilError as exc:
                 # Show what the others hold, and say which destination is missing from
                 # the list. The exit code stays 0 (SPEC §1: list exits 0 or 2);
                 # `vigil health` is what turns an unreachable destination into an alert.
                 print(f"vigil: {j.name}: {exc}", file=sys.stderr)
                 continue
-            for m in found:
+            for m in scan.complete:
                 rows.append({
                     "id": m.id, "job": j.name, "destination": dcfg.name, "started_at": m.started_at,
                     "finished_at": m.finished_at, "size": m.size, "artifacts": [a.name for a in m.artifacts],
-                    "warnings": m.warnings, "status": "complete",
+                    "warnings": m.warnings, "status": "complete", "reason": None,
                 })
-    rows.sort(key=lambda r: (r["started_at"], r["id"]), reverse=True)
+            for bad in scan.damaged:  # nothing of its manifest is shown: none of it checked out
+                rows.append({
+                    "id": bad.backup_id, "job": j.name, "destination": dcfg.name, "started_at": None,
+                    "finished_at": None, "size": None, "artifacts": [], "warnings": [], "status": "damaged",
+                    "reason": bad.reason,
+                })
+    # A backup id starts with its UTC start time: the order for damaged backups too.
+    rows.sort(key=lambda r: (r["id"][:16], r["started_at"] or "", r["id"]), reverse=True)
     if as_json:
         _print_json(rows)
     elif not rows:
@@ -195,10 +202,14 @@ def list_(ctx: click.Context, job: str | None, as_json: bool) -> None:
 
 def _print_list(rows: list[dict[str, Any]]) -> None:
     print(_table(
-        [[r["job"], r["destination"], r["id"], r["started_at"], human_size(r["size"]), r["status"],
+        [[r["job"], r["destination"], r["id"], r["started_at"] or "-",
+          human_size(r["size"]) if r["size"] is not None else "-", r["status"],
           str(len(r["warnings"])) if r["warnings"] else "-"] for r in rows],
         ["JOB", "DESTINATION", "ID", "STARTED", "SIZE", "STATUS", "WARNINGS"],
     ))
+    for r in rows:
+        if r["reason"]:
+            print(f"{r['job']} on {r['destination']}: backup {r['id']} is damaged: {r['reason']}")
 
 
 # --- runs ---------------------------------------------------------------------------
@@ -306,7 +317,9 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
     for j in select_jobs(jobs, [job] if job else None):
         ids = [backup_id]
         if every:
-            ids = sorted({m.id for d in j.destination for m in make_destination(d).list(j.name)}, reverse=True)
+            scans = [make_destination(d).scan(j.name) for d in j.destination]
+            ids = sorted({m.id for s in scans for m in s.complete} | {d.backup_id for s in scans for d in s.damaged},
+                         reverse=True)
         for one in ids:
             with meter(_state(ctx).progress) as m:
                 report = Verifier(j, log, m).verify(one, deep, restore_test)
@@ -390,6 +403,8 @@ def prune(ctx: click.Context, job: str | None, dry_run: bool) -> None:
             print(_table(rows, ["ID", "STARTED", "DECISION", "KEPT BY"]) if rows else "  no backups")
             for p in o.partials_removed:
                 print(f"  unfinished backup {p}: {'would remove' if dry_run else 'removed'}")
+            for bad in o.damaged:
+                print(f"  damaged backup {bad.backup_id}: left in place ({bad.reason})")
     _done(EXIT_FAILED if failed else EXIT_OK)
 
 

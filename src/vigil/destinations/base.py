@@ -11,15 +11,43 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator, Protocol
 
-from vigil.formats.manifest import Manifest
+from vigil.errors import Damaged
+from vigil.formats.manifest import MANIFEST, Manifest, ManifestError, is_backup_id, is_plain_name
 
 
 @dataclass
-class Listed:
-    """A committed backup as found on a destination."""
+class DamagedBackup:
+    """A backup whose manifest does not check out: listed and reported, never used."""
 
-    destination: str
-    manifest: Manifest
+    backup_id: str  # its directory's name, a well-formed backup id
+    reason: str
+
+
+@dataclass
+class Scan:
+    """What a destination holds for a job: committed backups (newest first) and damaged ones."""
+
+    complete: list[Manifest]
+    damaged: list[DamagedBackup]
+
+
+def newest_first(manifests: list[Manifest]) -> list[Manifest]:
+    return sorted(manifests, key=lambda m: (m.started_at, m.id), reverse=True)
+
+
+def plain_path(backup_id: str, name: str | None = None) -> None:
+    """Refuse a backup id or file name that could name a place outside the backup."""
+    if not is_backup_id(backup_id):
+        raise Damaged(f"refusing backup id {backup_id!r}: not a backup id")
+    if name is not None and not is_plain_name(name):
+        raise Damaged(f"refusing file name {name!r} in backup {backup_id}: not a plain file name")
+
+
+def parse_manifest(data: bytes, job: str, backup_id: str) -> Manifest | DamagedBackup:
+    try:
+        return Manifest.loads(data, expect_id=backup_id, expect_job=job)
+    except ManifestError as exc:
+        return DamagedBackup(backup_id, f"{MANIFEST}: {exc}")
 
 
 @dataclass
@@ -76,16 +104,21 @@ class Destination(ABC):
     def begin(self, job: str, backup_id: str) -> BackupWriter: ...
 
     @abstractmethod
+    def scan(self, job: str) -> Scan:
+        """Every backup of the job with a manifest, each manifest checked (Manifest.loads)."""
+
     def list(self, job: str) -> list[Manifest]:
-        """Committed backups of the job, newest first."""
+        """Committed backups of the job whose manifests check out, newest first."""
+        return self.scan(job).complete
 
     @abstractmethod
     def read(self, job: str, backup_id: str, name: str) -> BinaryIO:
-        """Open a stored artifact (or the manifest) for reading."""
+        """Open a stored artifact (or the manifest) for reading; Damaged for a name that is not plain."""
 
     @abstractmethod
     def delete(self, job: str, backup_id: str) -> None:
-        """Remove a backup: the manifest first, so a half-deleted one is incomplete, not damaged."""
+        """Remove a backup: the manifest first, so a half-deleted one is incomplete, not damaged.
+        Damaged for a backup id that is not one."""
 
     @abstractmethod
     def partials(self, job: str) -> list[Partial]: ...

@@ -7,6 +7,7 @@ power cut leaves either a committed backup or a `.partial-` leftover.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import threading
@@ -14,9 +15,11 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from vigil.destinations.base import BackupWriter, Destination, Partial
+from vigil.destinations.base import (
+    BackupWriter, DamagedBackup, Destination, Partial, Scan, newest_first, parse_manifest, plain_path,
+)
 from vigil.errors import BackupError
-from vigil.formats.manifest import MANIFEST, Manifest, is_backup_id
+from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, is_backup_id
 
 PARTIAL = ".partial-"
 READ = 1 << 20
@@ -159,37 +162,50 @@ class LocalDestination(Destination):
         except OSError as exc:
             raise self._fail(f"cannot create backup directory in {self.root / job} ({exc.strerror})") from None
 
-    def list(self, job: str) -> list[Manifest]:
+    def scan(self, job: str) -> Scan:
         job_dir = self.root / job
         try:
             names = os.listdir(job_dir)
         except FileNotFoundError:
-            return []
+            return Scan([], [])
         except OSError as exc:
             raise self._fail(f"cannot list {job_dir} ({exc.strerror})") from None
-        found = []
+        complete, damaged = [], []
         for name in names:
             if not is_backup_id(name):
                 continue
             try:
-                data = (job_dir / name / MANIFEST).read_bytes()
+                with self._open(job, name, MANIFEST) as fh:
+                    data = fh.read(MAX_MANIFEST + 1)
             except FileNotFoundError:
                 continue  # no manifest: not committed
             except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    damaged.append(DamagedBackup(name, f"{MANIFEST}: not a regular file in a plain directory"))
+                    continue
                 raise self._fail(f"cannot read {job_dir / name / MANIFEST} ({exc.strerror})") from None
-            try:
-                found.append(Manifest.loads(data))
-            except ValueError:
-                continue  # damaged manifest: verify reports it, list must not show it as good
-        return sorted(found, key=lambda m: (m.started_at, m.id), reverse=True)
+            found = parse_manifest(data, job, name)
+            (damaged if isinstance(found, DamagedBackup) else complete).append(found)
+        return Scan(newest_first(complete), sorted(damaged, key=lambda d: d.backup_id, reverse=True))
+
+    def _open(self, job: str, backup_id: str, name: str) -> BinaryIO:
+        """A file of the backup directory, never through a symlink (the directory's or the file's)."""
+        plain_path(backup_id, name)
+        dir_fd = os.open(self.root / job / backup_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        return os.fdopen(fd, "rb")
 
     def read(self, job: str, backup_id: str, name: str) -> BinaryIO:
         try:
-            return open(self.root / job / backup_id / name, "rb")
+            return self._open(job, backup_id, name)
         except OSError as exc:
             raise self._fail(f"cannot read {self.root / job / backup_id / name} ({exc.strerror})") from None
 
     def delete(self, job: str, backup_id: str) -> None:
+        plain_path(backup_id)
         path = self.root / job / backup_id
         try:
             (path / MANIFEST).unlink(missing_ok=True)
@@ -207,13 +223,14 @@ class LocalDestination(Destination):
         except FileNotFoundError:
             return []
         for entry in entries:
-            if entry.name.startswith(PARTIAL):
-                out.append(Partial(entry.name[len(PARTIAL):], now - entry.stat().st_mtime))
+            if entry.name.startswith(PARTIAL) and is_backup_id(entry.name[len(PARTIAL):]):
+                out.append(Partial(entry.name[len(PARTIAL):], now - entry.stat(follow_symlinks=False).st_mtime))
             elif is_backup_id(entry.name) and not os.path.exists(os.path.join(entry.path, MANIFEST)):
-                out.append(Partial(entry.name, now - entry.stat().st_mtime))
+                out.append(Partial(entry.name, now - entry.stat(follow_symlinks=False).st_mtime))
         return out
 
     def delete_partial(self, job: str, backup_id: str) -> None:
+        plain_path(backup_id)
         for name in (f"{PARTIAL}{backup_id}", backup_id):
             path = self.root / job / name
             if path.exists() and not (path / MANIFEST).exists():

@@ -16,9 +16,11 @@ from datetime import timezone
 from typing import Any, BinaryIO, Iterator
 
 from vigil.config.schema import Retry, env_missing, env_value
-from vigil.destinations.base import BackupWriter, Destination, Partial
+from vigil.destinations.base import (
+    BackupWriter, DamagedBackup, Destination, Partial, Scan, newest_first, parse_manifest, plain_path,
+)
 from vigil.errors import BackupError
-from vigil.formats.manifest import MANIFEST, Manifest, is_backup_id
+from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, is_backup_id
 from vigil.retry import with_retry
 
 PART = 8 << 20  # S3's minimum part is 5 MiB; the size grows every 1000 parts (10,000 parts at most)
@@ -209,25 +211,24 @@ class S3Destination(Destination):
                     ids.append(name)
         return ids
 
-    def list(self, job: str) -> list[Manifest]:
-        found = []
+    def scan(self, job: str) -> Scan:
+        complete, damaged = [], []
         try:
             for backup_id in self._backup_ids(job):
                 try:
                     body = self.s3.get_object(Bucket=self.cfg.bucket, Key=self.key(job, backup_id, MANIFEST))["Body"]
                 except self.s3.exceptions.NoSuchKey:
                     continue  # no manifest: not committed
-                try:
-                    found.append(Manifest.loads(body.read()))
-                except ValueError:
-                    continue
+                found = parse_manifest(body.read(MAX_MANIFEST + 1), job, backup_id)
+                (damaged if isinstance(found, DamagedBackup) else complete).append(found)
         except BackupError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise self._fail("cannot list backups", exc) from None
-        return sorted(found, key=lambda m: (m.started_at, m.id), reverse=True)
+        return Scan(newest_first(complete), sorted(damaged, key=lambda d: d.backup_id, reverse=True))
 
     def read(self, job: str, backup_id: str, name: str) -> BinaryIO:
+        plain_path(backup_id, name)
         try:
             return _Body(self.s3.get_object(Bucket=self.cfg.bucket, Key=self.key(job, backup_id, name))["Body"])  # type: ignore[return-value]
         except Exception as exc:  # noqa: BLE001
@@ -242,6 +243,7 @@ class S3Destination(Destination):
                 self.s3.delete_objects(Bucket=self.cfg.bucket, Delete={"Objects": objects, "Quiet": True})
 
     def delete(self, job: str, backup_id: str) -> None:
+        plain_path(backup_id)
         try:
             self._delete_prefix(self.key(job, backup_id), first=self.key(job, backup_id, MANIFEST))
         except Exception as exc:  # noqa: BLE001
@@ -251,7 +253,8 @@ class S3Destination(Destination):
         out: dict[str, float] = {}
         now = time.time()
         try:
-            committed = {m.id for m in self.list(job)}
+            scan = self.scan(job)  # a damaged backup is not unfinished: it stays for the operator
+            committed = {m.id for m in scan.complete} | {d.backup_id for d in scan.damaged}
             for backup_id in self._backup_ids(job):
                 if backup_id in committed:
                     continue
@@ -265,6 +268,8 @@ class S3Destination(Destination):
                     Bucket=self.cfg.bucket, Prefix=f"{self.cfg.prefix}{job}/"):
                 for u in page.get("Uploads", []):
                     backup_id = u["Key"][len(f"{self.cfg.prefix}{job}/"):].split("/", 1)[0]
+                    if not is_backup_id(backup_id):
+                        continue  # not one of vigil's uploads
                     age = now - u["Initiated"].astimezone(timezone.utc).timestamp()
                     out[backup_id] = min(out.get(backup_id, age), age)
         except Exception as exc:  # noqa: BLE001
@@ -272,12 +277,15 @@ class S3Destination(Destination):
         return [Partial(i, age) for i, age in out.items()]
 
     def delete_partial(self, job: str, backup_id: str) -> None:
+        plain_path(backup_id)
         try:
             for page in self.s3.get_paginator("list_multipart_uploads").paginate(
                     Bucket=self.cfg.bucket, Prefix=self.key(job, backup_id)):
                 for u in page.get("Uploads", []):
                     self.s3.abort_multipart_upload(Bucket=self.cfg.bucket, Key=u["Key"], UploadId=u["UploadId"])
-            if not any(m.id == backup_id for m in self.list(job)):
+            scan = self.scan(job)
+            if not any(m.id == backup_id for m in scan.complete) and not any(
+                    d.backup_id == backup_id for d in scan.damaged):
                 self._delete_prefix(self.key(job, backup_id))
         except BackupError:
             raise

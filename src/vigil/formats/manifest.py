@@ -12,7 +12,8 @@ from typing import Any
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-BACKUP_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+MAX_MANIFEST = 16 << 20  # read no more of a manifest than this: a larger one is not a real one
+BACKUP_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # ASCII digits: \d takes any script's
 
 
 def new_backup_id(now: datetime) -> str:
@@ -22,6 +23,13 @@ def new_backup_id(now: datetime) -> str:
 
 def is_backup_id(text: str) -> bool:
     return bool(BACKUP_ID.fullmatch(text))
+
+
+
+def parse_iso(text: str) -> datetime:
+    """An ISO 8601 time as vigil writes it ("...Z"); naive times are UTC."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 @dataclass
@@ -62,8 +70,7 @@ class Manifest:
 
     @property
     def started(self) -> datetime:
-        started = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
-        return started if started.tzinfo else started.replace(tzinfo=timezone.utc)
+        return parse_iso(self.started_at)
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:
@@ -90,22 +97,113 @@ class Manifest:
         return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
-    def loads(cls, data: bytes | str) -> "Manifest":
-        """Parse a manifest; raise ValueError with a reason when it is not one."""
+    def loads(cls, data: bytes | str, expect_id: str | None = None, expect_job: str | None = None) -> "Manifest":
+        """Parse and check a manifest read from a destination; ManifestError says why it
+        is not one. `expect_id` is its directory's name, `expect_job` the job it was
+        listed for: a manifest that claims another place is damaged."""
+        if len(data) > MAX_MANIFEST:
+            raise ManifestError(f"larger than {MAX_MANIFEST} bytes")
         try:
             d = json.loads(data)
-            if d.get("format") != FORMAT:
-                raise ValueError(f"unsupported manifest format {d.get('format')!r}")
-            known = set(Artifact.__dataclass_fields__)
-            arts = [
-                Artifact(**{k: v for k, v in a.items() if k in known},
-                         extra={k: v for k, v in a.items() if k not in known})
-                for a in d["artifacts"]
-            ]
-            return cls(
-                id=d["id"], job=d["job"], host=d["host"], vigil_version=d["vigil_version"],
-                started_at=d["started_at"], finished_at=d["finished_at"], artifacts=arts,
-                warnings=list(d.get("warnings", [])), sources=list(d.get("sources", [])),
-            )
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not a valid manifest ({exc.__class__.__name__}: {exc})") from None
+        except (ValueError, RecursionError) as exc:
+            raise ManifestError(f"not JSON ({exc.__class__.__name__}: {exc})") from None
+        m = cls._from_dict(_obj(d, "manifest"))
+        if expect_id is not None and m.id != expect_id:
+            raise ManifestError(f"id {m.id!r} is not its directory's name {expect_id!r}")
+        if expect_job is not None and m.job != expect_job:
+            raise ManifestError(f"job {m.job!r} is not {expect_job!r}")
+        return m
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        if d.get("format") != FORMAT or isinstance(d.get("format"), bool):
+            raise ManifestError(f"unsupported manifest format {d.get('format')!r}")
+        backup_id = _get(d, "id", str)
+        if not is_backup_id(backup_id):
+            raise ManifestError(f"id {backup_id!r} is not a backup id")
+        arts = [_artifact(_obj(a, "artifacts entry")) for a in _get(d, "artifacts", list)]
+        names = [a.name for a in arts]
+        if len(set(names)) != len(names):
+            raise ManifestError("an artifact name is listed twice")
+        m = cls(id=backup_id, job=_get(d, "job", str), host=_get(d, "host", str),
+                vigil_version=_get(d, "vigil_version", str), started_at=_time(d, "started_at"),
+                finished_at=_time(d, "finished_at"), artifacts=arts,
+                warnings=_get(d, "warnings", list, []), sources=_get(d, "sources", list, []))
+        if not all(isinstance(w, str) for w in m.warnings):
+            raise ManifestError("warnings: not a list of strings")
+        return m
+
+
+class ManifestError(ValueError):
+    """A manifest that does not check out; the message says which key and why.
+    Whoever reads manifests from a destination reports it as a damaged backup."""
+
+
+_MISSING = object()
+_KINDS = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "an object"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{what}: not a JSON object")
+    return value
+
+
+def _get(d: dict[str, Any], key: str, kind: type, default: Any = _MISSING) -> Any:
+    value = d.get(key, default)
+    if value is _MISSING:
+        raise ManifestError(f"{key}: missing")
+    # bool is an int to Python, never to a manifest.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ManifestError(f"{key}: {str(value)[:100]!r} is not {_KINDS[kind]}")
+    return value
+
+
+def _opt(d: dict[str, Any], key: str, kind: type) -> Any:
+    return None if d.get(key) is None else _get(d, key, kind)
+
+
+def _time(d: dict[str, Any], key: str) -> str:
+    text = _get(d, key, str)
+    try:
+        year = parse_iso(text).year
+    except ValueError:
+        raise ManifestError(f"{key}: {text!r} is not an ISO 8601 time") from None
+    if not 1970 <= year < 9999:  # out there a time zone shift overflows datetime
+        raise ManifestError(f"{key}: {text!r} is not a plausible backup time")
+    return text
+
+
+def is_plain_name(name: object) -> bool:
+    """A file name that stays in its directory: not empty, no '/', not '.' or '..', no NUL."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\x00" not in name)
+
+
+def _size(d: dict[str, Any], key: str, where: str, required: bool = False) -> Any:
+    value = _get(d, key, int) if required else _opt(d, key, int)
+    if value is not None and value < 0:
+        raise ManifestError(f"{where}: {key} {value} is negative")
+    return value
+
+
+def _artifact(a: dict[str, Any]) -> Artifact:
+    name = _get(a, "name", str)
+    if not is_plain_name(name) or name == MANIFEST:
+        raise ManifestError(f"artifact name {name!r} is not a plain file name")
+    where = f"artifact {name}"
+    sha = _get(a, "sha256", str)
+    if not _SHA256.fullmatch(sha):
+        raise ManifestError(f"{where}: sha256 {sha!r} is not 64 hex digits")
+    tables = _opt(a, "tables", dict)
+    if tables is not None and not all(isinstance(n, int) and not isinstance(n, bool) for n in tables.values()):
+        raise ManifestError(f"{where}: tables: row counts must be integers")
+    known = set(Artifact.__dataclass_fields__)
+    return Artifact(
+        name=name, source=_get(a, "source", str), type=_get(a, "type", str),
+        size=_size(a, "size", where, required=True), sha256=sha,
+        compression=_get(a, "compression", str, "zstd"), encrypted=_get(a, "encrypted", bool, False),
+        entries=_size(a, "entries", where), bytes=_size(a, "bytes", where), database=_opt(a, "database", str),
+        tables=tables, extra={k: v for k, v in a.items() if k not in known},
+    )

@@ -10,18 +10,28 @@ gnu formats; sparse members are refused.
 
 from __future__ import annotations
 
+import re
 import struct
 from zlib import adler32
 from typing import Any, Iterator
+
 
 BLOCK = 512
 READ = 1 << 20
 MAX_META = 1 << 20  # a pax header or GNU long name larger than this is not a real one
 REGTYPES = (b"0", b"\x00", b"7")
+# What a restore can hand to chown and utime: ids below (uid_t)-1, which means
+# "leave as is", and times from year 1 to 9999.
+MAX_ID = (1 << 32) - 1
+MIN_TIME, MAX_TIME = -62135596800, 253402300799
+_DECIMAL = re.compile(r"-?[0-9]{1,30}")
+_PAX_TIME = re.compile(r"(-?[0-9]{1,30})(?:\.[0-9]*)?")
+_PAX_LENGTH = re.compile(rb"[0-9]{1,9} ")
 
 
-class TarFormatError(Exception):
-    pass
+class TarFormatError(ValueError):
+    """The archive is not a well-formed tar: every malformed input ends here.
+    Its readers (verify, restore) report it as a damaged artifact."""
 
 
 class Member:
@@ -42,19 +52,35 @@ class Member:
 
     @property
     def uid(self) -> int:
-        return int(self._pax["uid"]) if "uid" in self._pax else _num(self._fields[2])
+        return self._ranged("uid", 2, 0, MAX_ID - 1)
 
     @property
     def gid(self) -> int:
-        return int(self._pax["gid"]) if "gid" in self._pax else _num(self._fields[3])
+        return self._ranged("gid", 3, 0, MAX_ID - 1)
 
     @property
     def mtime(self) -> int:
-        return int(float(self._pax["mtime"])) if "mtime" in self._pax else _num(self._fields[5])
+        return self._ranged("mtime", 5, MIN_TIME, MAX_TIME)
+
+    def _ranged(self, key: str, field: int, low: int, high: int) -> int:
+        # Parsed when first read; a value no system call takes is damage, said as such.
+        if key in self._pax:
+            match = (_PAX_TIME if key == "mtime" else _DECIMAL).fullmatch(self._pax[key])
+            if match is None:
+                raise TarFormatError(f"{self.name!r}: pax {key} {self._pax[key][:40]!r} is not a number")
+            value = int(match.group(1) if key == "mtime" else match.group())
+        else:
+            value = _num(self._fields[field])
+        if not low <= value <= high:
+            raise TarFormatError(f"{self.name!r}: {key} {value} is out of range")
+        return value
 
     @property
     def linkname(self) -> str:
-        return self._pax.get("linkpath", self._long_link or _str(self._fields[8]))
+        link = self._pax.get("linkpath", self._long_link or _str(self._fields[8]))
+        if "\x00" in link:
+            raise TarFormatError(f"{self.name!r}: NUL byte in the link target")
+        return link
 
     @property
     def uname(self) -> str:
@@ -63,6 +89,10 @@ class Member:
     @property
     def gname(self) -> str:
         return self._pax.get("gname", _str(self._fields[12]))
+
+    def check(self) -> None:
+        """Parse the fields a restore applies: TarFormatError if one holds what no file can have."""
+        _ = (self.mode, self.uid, self.gid, self.mtime, self.linkname)  # each property checks its field
 
     def isreg(self) -> bool:
         return self.type in REGTYPES
@@ -102,7 +132,10 @@ def _num(field: bytes) -> int:
         value = int.from_bytes(field[1:], "big")
         return value - (1 << (8 * (len(field) - 1))) if field[0] == 0xFF else value
     text = field.partition(b"\x00")[0].strip()
-    return int(text, 8) if text else 0
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise TarFormatError(f"header field {field!r} is not an octal number") from None
 
 
 def _str(field: bytes) -> str:
@@ -110,14 +143,18 @@ def _str(field: bytes) -> str:
 
 
 def _pax(data: bytes) -> dict[str, str]:
+    """Records of "LENGTH KEY=VALUE\\n", LENGTH counting the whole record."""
     out, pos = {}, 0
-    while pos < len(data):
-        space = data.index(b" ", pos)
-        length = int(data[pos:space])
-        record = data[space + 1:pos + length - 1]  # without the trailing newline
-        key, _, value = record.partition(b"=")
-        out[key.decode()] = value.decode("utf-8", "surrogateescape")
-        pos += length
+    while pos < len(data) and data[pos]:  # NUL padding after the last record ends it
+        head = _PAX_LENGTH.match(data, pos)
+        end = pos + int(head.group()) if head else 0
+        if head is None or not head.end() < end <= len(data) or data[end - 1] != 0x0A:
+            raise TarFormatError(f"malformed pax header record at byte {pos}")
+        key, eq, value = data[head.end():end - 1].partition(b"=")
+        if not eq or not key:
+            raise TarFormatError(f"malformed pax header record at byte {pos}")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos = end
     return out
 
 
@@ -198,6 +235,8 @@ class TarStream:
             if ((adler32(block) & 0xFFFF) - 1 - sum(chk_f) + 256 - _num(chk_f)) % 65521:
                 raise TarFormatError("header checksum mismatch")
             size = _num(size_f)
+            if size < 0:
+                raise TarFormatError(f"negative member size {size}")
             if type_ in (b"x", b"g", b"L", b"K"):
                 if size > MAX_META:
                     raise TarFormatError(f"{size}-byte extended header: refusing to hold it in memory")
@@ -216,9 +255,14 @@ class TarStream:
                 name = _str(prefix_f) + "/" + name
             if pax:
                 name = pax.get("path", long_name or name)
-                size = int(pax.get("size", size))
+                if "size" in pax:
+                    if not _DECIMAL.fullmatch(pax["size"]) or pax["size"][0] == "-":
+                        raise TarFormatError(f"{name[:200]!r}: pax size {pax['size'][:40]!r} is not a size")
+                    size = int(pax["size"])
             elif long_name:
                 name = long_name
+            if "\x00" in name:
+                raise TarFormatError(f"NUL byte in member name {name[:200]!r}")
             m = Member(name, type_, size, fields, pax, long_link)
             pax = _NO_PAX
             long_name = long_link = None

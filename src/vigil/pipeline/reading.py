@@ -16,15 +16,15 @@ from typing import Any, BinaryIO, Callable, Iterator
 import zstandard
 
 from vigil.destinations.base import Destination
-from vigil.errors import BackupError, ConfigError
+from vigil.errors import BackupError, ConfigError, Damaged
 from vigil.formats.manifest import Artifact, Manifest
 from vigil.pipeline.progress import NO_PROGRESS, Meter
 
 READ = 1 << 20
 
 
-class ChecksumError(BackupError):
-    pass
+class ChecksumError(Damaged):
+    """The stored bytes are not the ones the manifest lists."""
 
 
 class _Hashing:
@@ -165,7 +165,7 @@ class ArtifactReader:
                 except zstandard.ZstdError as exc:
                     h.drain()
                     self._check(h)  # a damaged artifact: say so as a checksum error
-                    raise BackupError(f"{self.where}: cannot decompress: {exc}") from None
+                    raise Damaged(f"{self.where}: cannot decompress: {exc}") from None
                 except BackupError as exc:
                     if not isinstance(exc, ChecksumError):
                         h.drain()

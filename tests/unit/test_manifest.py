@@ -1,0 +1,106 @@
+"""A manifest read from a destination is checked before anything uses it (SPEC §4)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vigil.formats.manifest import Manifest, ManifestError
+
+ID = "20260102T030405Z-abcdef"
+
+
+def doc(**changes: Any) -> dict[str, Any]:
+    d = {"format": 1, "id": ID, "job": "app", "host": "h", "vigil_version": "1",
+         "started_at": "2026-01-02T03:04:05.000Z", "finished_at": "2026-01-02T03:04:09.000Z",
+         "artifacts": [{"name": "files-app.tar.zst", "source": "app", "type": "files", "size": 10,
+                        "sha256": "ab" * 32, "compression": "zstd", "entries": 3, "bytes": 20, "future": 1}],
+         "warnings": ["w"], "sources": []}
+    d.update(changes)
+    return d
+
+
+def artifact(**changes: Any) -> dict[str, Any]:
+    a = doc()["artifacts"][0]
+    a.update(changes)
+    return a
+
+
+def loads(d: Any) -> Manifest:
+    return Manifest.loads(json.dumps(d), expect_id=ID, expect_job="app")
+
+
+def test_a_good_manifest_loads_and_keeps_unknown_keys() -> None:
+    m = loads(doc())
+    assert m.id == ID and m.size == 10 and m.artifacts[0].extra == {"future": 1}
+    assert m.started.year == 2026
+
+
+@pytest.mark.parametrize("d, says", [
+    (doc(id="../../../somedir"), "id '../../../somedir' is not a backup id"),
+    (doc(id="/etc"), "is not a backup id"),
+    (doc(id="20260102T030405Z-abcdee"), "is not its directory's name"),
+    (doc(job="other"), "job 'other' is not 'app'"),
+    (doc(started_at="garbage"), "started_at: 'garbage' is not an ISO 8601 time"),
+    (doc(finished_at=5), "finished_at: '5' is not a string"),
+    (doc(started_at="0001-01-01T00:00:00Z"), "not a plausible backup time"),
+    (doc(format=2), "unsupported manifest format 2"),
+    (doc(format=True), "unsupported manifest format True"),
+    (doc(artifacts={}), "artifacts: '{}' is not a list"),
+    (doc(artifacts=["x"]), "artifacts entry: not a JSON object"),
+    (doc(artifacts=[artifact(name="/etc/hostname")]), "artifact name '/etc/hostname' is not a plain file name"),
+    (doc(artifacts=[artifact(name="../x")]), "is not a plain file name"),
+    (doc(artifacts=[artifact(name="..")]), "is not a plain file name"),
+    (doc(artifacts=[artifact(name="")]), "is not a plain file name"),
+    (doc(artifacts=[artifact(name="a\x00b")]), "is not a plain file name"),
+    (doc(artifacts=[artifact(name="manifest.json")]), "is not a plain file name"),
+    (doc(artifacts=[artifact(), artifact()]), "listed twice"),
+    (doc(artifacts=[artifact(size=-1)]), "size -1 is negative"),
+    (doc(artifacts=[artifact(size=1.5)]), "size: '1.5' is not an integer"),
+    (doc(artifacts=[artifact(size=True)]), "size: 'True' is not an integer"),
+    (doc(artifacts=[artifact(entries=-3)]), "entries -3 is negative"),
+    (doc(artifacts=[artifact(sha256="zz" * 32)]), "is not 64 hex digits"),
+    (doc(artifacts=[artifact(sha256="ab")]), "is not 64 hex digits"),
+    (doc(artifacts=[artifact(tables={"t": "many"})]), "row counts must be integers"),
+    (doc(warnings=[1]), "warnings: not a list of strings"),
+    ([], "manifest: not a JSON object"),
+])
+def test_a_manifest_that_does_not_check_out_is_damaged(d: Any, says: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        loads(d)
+    assert says in str(info.value)
+
+
+def test_missing_keys_and_junk_are_damaged() -> None:
+    for key in ("id", "job", "host", "started_at", "artifacts"):
+        d = doc()
+        del d[key]
+        with pytest.raises(ManifestError, match=f"{key}: missing"):
+            loads(d)
+    for junk in (b"{", b"\xff", b"[" * 100000, b"1" * (17 << 20)):
+        with pytest.raises(ManifestError):
+            Manifest.loads(junk)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(list(doc())), JSON, st.sampled_from(list(artifact())), JSON)
+def test_any_value_anywhere_loads_or_is_damaged(key: str, value: Any, art_key: str, art_value: Any) -> None:
+    for d in (doc(**{key: value}), doc(artifacts=[artifact(**{art_key: art_value})])):
+        try:
+            m = loads(d)
+        except ManifestError:
+            continue
+        # What loads lets through is safe to use: plain names, times that parse, sizes that add up.
+        assert all("/" not in a.name and a.name not in ("", ".", "..") for a in m.artifacts)
+        assert m.started.tzinfo is not None and m.size >= 0

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, ClassVar, Iterable, Iterator
 
 from vigil.children import child_env
-from vigil.errors import BackupError, ConfigError, TransientError
+from vigil.errors import BackupError, ConfigError, Damaged, TransientError
 from vigil.retry import with_retry
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source, check_row_counts
@@ -264,7 +264,12 @@ class DatabaseSource(Source):
         self.ctx.log.info("restore test of %s into scratch database %s", reader.where, scratch)
         try:
             engine.create_database(scratch, force=False)
-            engine.load(scratch, reader.plain(), scratch=True)
+            try:
+                engine.load(scratch, reader.plain(), scratch=True)
+            except Damaged:
+                raise
+            except BackupError as exc:  # the report names the backup and artifact that did not load
+                raise BackupError(f"{reader.where}: restore test failed: {exc}") from None
             got = engine.row_counts(scratch)
         finally:
             try:

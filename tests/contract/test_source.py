@@ -22,7 +22,7 @@ import pytest
 import zstandard
 
 from dbservers import MY_PASSWORD, PG_PASSWORD
-from helpers import committed, flip_byte, tree_listing, vigil
+from helpers import flip_byte, tree_listing, vigil
 from vigil.config.schema import load_config
 from vigil.destinations.base import make_destination
 from vigil.errors import ConfigError, Damaged, VigilError

@@ -125,3 +125,29 @@ def s3_bucket(s3_server, monkeypatch):
     name = f"vigil-{secrets.token_hex(4)}"
     s3.create_bucket(Bucket=name)
     return s3, name
+
+
+# Real database servers on 127.0.0.1, one of each per test session, for every suite
+# that needs one (integration, contract).
+@pytest.fixture(scope="session")
+def postgres():
+    import shutil
+
+    from dbservers import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    import shutil
+
+    from dbservers import start_mariadb
+
+    server = start_mariadb()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)

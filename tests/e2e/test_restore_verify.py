@@ -348,3 +348,17 @@ def test_tree_deeper_than_the_recursion_limit(tmp_path, make_job):
         for tree in (src, target):
             if tree.exists():
                 remove_deep_tree(tree)
+
+
+def test_a_name_the_file_system_refuses_is_reported_with_the_target_path(tmp_path, make_job):
+    """A member name too long for the target's file system fails the restore with a line
+    naming the target directory, and leaves nothing behind."""
+    dest = tmp_path / "backups"
+    craft_backup(dest, [member("ok.txt"), member("x" * 300 + ".txt")])
+    job = make_job(files_job_body(tmp_path / "src", dest))
+    target = tmp_path / "target"
+    proc = vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job)
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot restore into {target}: " in proc.stderr and "File name too long" in proc.stderr
+    assert "object at 0x" not in proc.stderr
+    assert not target.exists()

@@ -7,6 +7,7 @@ small functions over the job; the schedule audit reads a root directory
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -14,14 +15,14 @@ import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from vigil.config.schema import Job
 from vigil.destinations.base import make_destination
 from vigil.errors import VigilError
+from vigil.sources.base import OK, PROBLEM, WARNING, SourceContext, make_source
 from vigil.actions.schedule import Entry, VigilCall, audit, audit_verify, entry_calls, located, same_minute
 
-OK, WARNING, PROBLEM = "OK", "WARNING", "PROBLEM"
 
 
 @dataclass
@@ -125,45 +126,12 @@ def _destinations(job: Job) -> Iterator[Finding]:
 
 
 def _tools(job: Job) -> Iterator[Finding]:
-    from vigil.sources.db.mysql import Mysql
-    from vigil.sources.db.postgres import Postgres, find_tool
-
-    for src in job.source:
-        try:
-            if src.type == "postgres":
-                engine = Postgres(src, job.state_dir / "tmp", f"postgres source {src.name}")
-                try:
-                    engine.check()  # connects: pg_dump must be able to dump this server's version
-                    yield Finding(OK, "tools", f"source {src.name}: {find_tool('pg_dump', engine.server_major)} "
-                                               f"can dump PostgreSQL {engine.server_major}")
-                except VigilError as exc:
-                    find_tool("pg_dump")
-                    yield Finding(WARNING, "tools", f"source {src.name}: cannot check the server: {exc}",
-                                  "check host, port and credentials")
-            elif src.type == "mysql":
-                tool = Mysql.dump_tool()
-                yield from _mysql_connects(job, src, tool)
-        except VigilError as exc:
-            yield Finding(PROBLEM, "tools", f"source {src.name}: {exc}", "install the client tools")
+    ctx = SourceContext(job=job, log=logging.getLogger("vigil"), tmp_dir=job.state_dir / "tmp")
+    for cfg in job.source:
+        yield from (Finding(*check) for check in make_source(cfg, ctx).doctor())
     if not shutil.which("zstd"):
         yield Finding(WARNING, "tools", "zstd is not installed: backups cannot be restored by hand",
                       "apt-get install zstd")
-
-
-def _mysql_connects(job: Job, src: Any, tool: str) -> Iterator[Finding]:
-    """Connect with the job's own credentials (the option file a run writes) and ask the server."""
-    from vigil.sources.db.mysql import Mysql
-
-    yield Finding(OK, "tools", f"source {src.name}: {tool} present")
-    try:
-        rows = Mysql(src, job.state_dir / "tmp", f"mysql source {src.name}").sql("SELECT VERSION()")
-    except VigilError as exc:
-        yield Finding(PROBLEM, "database", f"source {src.name}: cannot connect: {exc}",
-                      "check host, port or socket, user and password")
-        return
-    version = rows[0][0] if rows and rows[0] else "unknown version"
-    yield Finding(OK, "database", f"source {src.name}: connects as {src.user or 'the default user'} "
-                                  f"(server {version})")
 
 
 def _lock(job: Job) -> Iterator[Finding]:

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import errno
 import grp
-from json.encoder import encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]
+import hashlib
 import os
 import pwd
 import stat
 from collections import deque
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import pathspec
 
-from vigil.formats import tarheader as th
-from vigil.sources.base import ArtifactOutput, Source
+from vigil.errors import BackupError, ConfigError, Damaged
+from vigil.formats import index as index_format, tarheader as th
+from vigil.formats.tarreader import TarFormatError, TarStream
+from vigil.pipeline.reading import ArtifactReader
+from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source
 from vigil.pipeline.hashing import Digest, Hasher
 from vigil.pipeline.stream import DIRECT, ArtifactStream
 
@@ -61,23 +64,24 @@ def _mtime(st: os.stat_result) -> int:
     return st.st_mtime_ns // 1_000_000_000  # floor, also before 1970
 
 
-def _json_str(text: str) -> str:
-    """A JSON string literal. A name holding bytes that are not UTF-8 (decoded with
-    surrogateescape) is written with \\u escapes, so that the index stays valid UTF-8."""
-    if text.isascii():
-        return encode_basestring(text)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return encode_basestring_ascii(text)
-    return encode_basestring(text)
-
-
 def compile_patterns(patterns: list[str]) -> pathspec.PathSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
 
 
+def read_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
+    """The stored index's entries; Damaged for one vigil did not write."""
+    chunks = reader.plain()
+    try:
+        yield from index_format.iter_index(chunks)
+    except index_format.IndexFormatError as exc:
+        for _ in chunks:  # the stored bytes first: a damaged artifact says ChecksumError
+            pass
+        raise Damaged(f"{reader.where}: unreadable index: {exc}") from None
+
+
 class FilesSource(Source):
+    kind = "files"
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "path": str(self.cfg.path)}
 
@@ -88,6 +92,62 @@ class FilesSource(Source):
             archiver.archive()
             tar.meta.update(entries=archiver.entries, bytes=archiver.bytes)
             index.meta.update(entries=archiver.entries)
+
+    def verify_deep(self, reader: ArtifactReader, related: list[ArtifactReader]) -> None:
+        if reader.art.type != "files":
+            reader.check()  # the index: read, and so checked, with its archive too
+            return
+        index = next((r for r in related if r.art.type == "index"), None)
+        if index is None:
+            raise BackupError(f"{reader.where}: no index artifact for source {reader.art.source}")
+        # Archive and index are both written in walk order, so they are compared
+        # side by side, like a merge: memory stays flat however many files.
+        cursor = index_format.IndexCursor(read_index(index), keep_missed=True)
+        bad: list[str] = []
+
+        def check(path: str, kind: str, size: int, sha: str | None) -> None:
+            entry = cursor.seek(path)
+            if entry is None:
+                bad.append(f"{path}: in the archive but not in the index")
+            elif entry["type"] == "file" and (kind, size, sha) != ("file", entry["size"], entry["sha256"]):
+                bad.append(f"{path}: content differs from the index")
+
+        try:
+            with reader.stream() as stream:
+                tar = TarStream(stream)
+                last: tuple[str, str, int, str | None] | None = None
+                try:
+                    for m in tar:
+                        m.check()  # what a restore would refuse, a deep verify reports
+                        sha = None
+                        kind = index_format.kind_of(m.type)
+                        if kind == "file":
+                            h = hashlib.sha256()
+                            for chunk in tar.content():
+                                h.update(chunk)
+                            sha = h.hexdigest()
+                        path = m.name.rstrip("/")
+                        if last is not None and last[0] != path:
+                            check(*last)
+                        last = (path, kind, m.size, sha)  # a later copy of a file (re-read) supersedes
+                except TarFormatError as exc:
+                    raise Damaged(f"{reader.where}: not a readable tar archive: {exc}") from None
+            if last is not None:
+                check(*last)
+            bad.extend(f"{p}: missing from the archive" for p in cursor.finish())
+        finally:
+            cursor.close()
+        if bad:
+            raise Damaged(f"{reader.where}: {len(bad)} damaged entries: " + "; ".join(bad[:10]))
+
+    def restore_to(self, readers: list[ArtifactReader], target: RestoreTarget) -> Restored:
+        from vigil.sources.files_restore import restore_tree
+
+        archive = self.main_artifact(readers)
+        if target.directory is None:
+            raise ConfigError(f"source {self.name} is a files source: restore it with --to DIR")
+        index = next((r for r in readers if r.art.type == "index"), None)
+        return restore_tree(archive, index, target, self.ctx.log)
 
 
 class _Archiver:
@@ -231,15 +291,10 @@ class _Archiver:
 
     def _index(self, rel: str, kind: str, st: os.stat_result, size: int, sha: Digest,
                changed: bool, link: str = "") -> None:
-        # Hand-built JSON: json.dumps of a dict per entry costs more than the
-        # rest of a small file's work.
         self.entries += 1
-        head = f'{{"path": {_json_str(rel)}, "type": "{kind}", "size": {size}, ' \
-               f'"mode": {st.st_mode & 0o7777}, "mtime": {_mtime(st)}, "sha256": '
-        tail = f', "changed_during_read": {"true" if changed else "false"}, "uid": {st.st_uid}, "gid": {st.st_gid}'
-        if link:
-            tail += f', "link": {_json_str(link)}'
-        self._pending.append((sha, head, tail + "}\n"))
+        head, tail = index_format.line_parts(rel, kind, size, st.st_mode & 0o7777, _mtime(st), changed,
+                                             st.st_uid, st.st_gid, link)
+        self._pending.append((sha, head, tail))
         self._flush_index()
 
     def _flush_index(self, wait: bool = False) -> None:
@@ -251,8 +306,7 @@ class _Archiver:
                     return
                 sha = sha.result()
             _, head, tail = pending.popleft()
-            line = head + (f'"{sha}"' if sha else "null") + tail
-            self.index.write(line.encode("utf-8", "surrogateescape"))
+            self.index.write(index_format.join_line(head, sha, tail))
 
     def _open(self, path: str) -> int:
         try:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
-from vigil.sources.base import ArtifactOutput, Source
+from vigil.errors import Damaged
+from vigil.pipeline.reading import ArtifactReader
+from vigil.sources.base import ArtifactOutput, Source, check_row_counts
 
 READ = 1 << 20
 
@@ -24,7 +28,23 @@ def table_row_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return {n: conn.execute(f'SELECT count(*) FROM "{n.replace(chr(34), chr(34) * 2)}"').fetchone()[0] for n in names}
 
 
+@contextmanager
+def sqlite_copy(reader: ArtifactReader, tmp_dir: Path) -> Iterator[str]:
+    """The stored SQLite database as a temporary file (0600, removed afterwards)."""
+    tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix="verify-", suffix=".sqlite", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in reader.plain():
+                fh.write(chunk)
+        yield name
+    finally:
+        os.unlink(name)
+
+
 class SqliteSource(Source):
+    kind = "sqlite"
+
     def _check(self) -> None:
         # At the source step, not in preflight: a `before` hook may create or mount it.
         path = self.cfg.path
@@ -65,3 +85,27 @@ class SqliteSource(Source):
                 stream.meta["tables"] = tables
         finally:
             os.unlink(tmp)
+
+    def verify_deep(self, reader: ArtifactReader, related: list[ArtifactReader]) -> None:
+        with sqlite_copy(reader, self.tmp_dir) as path:
+            conn = sqlite3.connect(path)
+            try:
+                result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise Damaged(f"{reader.where}: not a readable SQLite database: {exc}") from None
+            finally:
+                conn.close()
+        if result != "ok":
+            raise Damaged(f"{reader.where}: SQLite integrity check failed: {result}")
+
+    def restore_test(self, reader: ArtifactReader) -> bool:
+        with sqlite_copy(reader, self.tmp_dir) as path:
+            conn = sqlite3.connect(path)
+            try:
+                got = table_row_counts(conn)
+            except sqlite3.Error as exc:
+                raise Damaged(f"{reader.where}: not a readable SQLite database: {exc}") from None
+            finally:
+                conn.close()
+        check_row_counts(reader, got)
+        return True

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from vigil.config.schema import MysqlSource as MysqlConfig, read_secret
-from vigil.errors import BackupError
+from vigil.errors import BackupError, Damaged, VigilError
+from vigil.pipeline.reading import ArtifactReader
+from vigil.sources.base import OK, PROBLEM, Check
 from vigil.sources.db.process import Child, DatabaseSource, tool_env, feed, run, secret_file, which
 from vigil.sources.db.dumprows import DumpRowCounter
 
@@ -190,6 +192,34 @@ class _ServerCount(threading.Thread):
 class MysqlSource(DatabaseSource):
     kind, extension = "mysql", "sql"
 
+    def client(self) -> Mysql:
+        return Mysql(self.settings(), self.tmp_dir, self.label)
+
     def find_tools(self) -> None:
         Mysql.dump_tool()
         Mysql.client_tool()
+
+    def verify_deep(self, reader: ArtifactReader, related: list[ArtifactReader]) -> None:
+        tail = b""
+        for chunk in reader.plain():
+            tail = (tail + chunk)[-512:]
+        if not footer_ok(tail):
+            raise Damaged(f"{reader.where}: SQL dump is truncated (no '-- Dump completed' footer)")
+
+    def doctor(self) -> Iterator[Check]:
+        try:
+            tool = Mysql.dump_tool()
+        except VigilError as exc:
+            yield Check(PROBLEM, "tools", f"source {self.name}: {exc}", "install the client tools")
+            return
+        # Connect with the job's own credentials (the option file a run writes) and ask the server.
+        yield Check(OK, "tools", f"source {self.name}: {tool} present")
+        try:
+            rows = self.client().sql("SELECT VERSION()")
+        except VigilError as exc:
+            yield Check(PROBLEM, "database", f"source {self.name}: cannot connect: {exc}",
+                        "check host, port or socket, user and password")
+            return
+        version = rows[0][0] if rows and rows[0] else "unknown version"
+        yield Check(OK, "database", f"source {self.name}: connects as {self.cfg.user or 'the default user'} "
+                                    f"(server {version})")

@@ -19,7 +19,9 @@ from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from vigil.config.schema import PostgresSource as PostgresConfig, read_secret
-from vigil.errors import BackupError
+from vigil.errors import BackupError, Damaged, VigilError
+from vigil.pipeline.reading import ArtifactReader
+from vigil.sources.base import OK, PROBLEM, WARNING, Check
 from vigil.sources.db.process import Child, DatabaseSource, tool_env, classify, feed, run, secret_file
 
 END = "__VIGIL_END__"
@@ -225,11 +227,6 @@ class Postgres:
         with self.env(name) as env:
             feed(argv, env, f"{self.label}: pg_restore into {name}", chunks)
 
-    def read_to_end(self, chunks: Iterable[bytes]) -> None:
-        """pg_restore -f /dev/null: reads a custom dump to its end (a truncated one fails)."""
-        with self.env() as env:
-            feed([find_tool("pg_restore"), "-f", "/dev/null"], env, f"{self.label}: pg_restore check", chunks)
-
 
 class _Session:
     """A psql process kept open to hold a transaction (and its exported snapshot)."""
@@ -276,6 +273,34 @@ class _Session:
 class PostgresSource(DatabaseSource):
     kind, extension = "postgres", "pgdump"
 
+    def client(self) -> Postgres:
+        return Postgres(self.settings(), self.tmp_dir, self.label)
+
     def find_tools(self) -> None:
         find_tool("pg_dump")
         find_tool("psql")
+
+    def verify_deep(self, reader: ArtifactReader, related: list[ArtifactReader]) -> None:
+        """pg_restore -f /dev/null reads a custom dump to its end (a truncated one fails).
+        It connects to nothing: no settings needed."""
+        argv = [find_tool("pg_restore"), "-f", "/dev/null"]
+        try:
+            feed(argv, tool_env(), f"{self.label}: pg_restore check", reader.plain())
+        except Damaged:
+            raise
+        except BackupError as exc:
+            raise Damaged(f"{reader.where}: not a readable custom-format dump: {exc}") from None
+
+    def doctor(self) -> Iterator[Check]:
+        try:
+            engine = self.client()
+            try:
+                engine.check()  # connects: pg_dump must be able to dump this server's version
+                yield Check(OK, "tools", f"source {self.name}: {find_tool('pg_dump', engine.server_major)} "
+                                         f"can dump PostgreSQL {engine.server_major}")
+            except VigilError as exc:
+                find_tool("pg_dump")
+                yield Check(WARNING, "tools", f"source {self.name}: cannot check the server: {exc}",
+                            "check host, port and credentials")
+        except VigilError as exc:
+            yield Check(PROBLEM, "tools", f"source {self.name}: {exc}", "install the client tools")

@@ -12,6 +12,7 @@ import array
 import fcntl
 import os
 import re
+import secrets
 import select
 import shutil
 import subprocess
@@ -21,12 +22,13 @@ import threading
 from abc import abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, ClassVar, Iterable, Iterator
 
 from vigil.children import child_env
-from vigil.errors import BackupError, ConfigError, TransientError
+from vigil.errors import BackupError, ConfigError, Damaged, TransientError
 from vigil.retry import with_retry
-from vigil.sources.base import ArtifactOutput, Source
+from vigil.pipeline.reading import ArtifactReader
+from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source, check_row_counts
 
 READ = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -204,13 +206,22 @@ class Child:
 
 class DatabaseSource(Source):
     """What the postgres and mysql sources share: connect with retries, then one
-    artifact per database, each dump retried as a whole on transient errors."""
+    artifact per database, each dump retried as a whole on transient errors; read
+    back, a dump is loaded into a scratch database or restored into a new one."""
 
-    kind: str  # artifact type: postgres | mysql
-    extension: str  # pgdump | sql
+    extension: ClassVar[str]  # pgdump | sql
+
+    @abstractmethod
+    def client(self) -> Any:
+        """The client (Postgres or Mysql) for this source's server, built from its settings."""
 
     def engine(self) -> Any:
-        return database_client(self.ctx.job, self.cfg, self.ctx.tmp_dir or Path("/tmp"))
+        """The client. It reads the password now: one that cannot be read is a
+        ConfigError naming the job file."""
+        try:
+            return self.client()
+        except ConfigError as exc:
+            raise ConfigError(f"{self.ctx.job.config_path}: {exc}") from None
 
     @abstractmethod
     def find_tools(self) -> None:
@@ -247,17 +258,60 @@ class DatabaseSource(Source):
                 raise
             raise self.fail(str(exc).removeprefix(f"{self.label}: ")) from None
 
+    def restore_test(self, reader: ArtifactReader) -> bool:
+        engine = self.engine()
+        scratch = f"vigil_restoretest_{secrets.token_hex(4)}"
+        self.ctx.log.info("restore test of %s into scratch database %s", reader.where, scratch)
+        try:
+            engine.create_database(scratch, force=False)
+            try:
+                engine.load(scratch, reader.plain(), scratch=True)
+            except Damaged:
+                raise
+            except BackupError as exc:  # the report names the backup and artifact that did not load
+                raise BackupError(f"{reader.where}: restore test failed: {exc}") from None
+            got = engine.row_counts(scratch)
+        finally:
+            try:
+                engine.drop_database(scratch)
+            except BackupError as exc:
+                self.ctx.log.error("could not drop scratch database %s: %s", scratch, exc)
+        check_row_counts(reader, got)
+        return True
 
-def database_client(job: Any, cfg: Any, tmp_dir: Path) -> Any:
-    """The client (Postgres or Mysql) for a database source's server. It reads the
-    password now: one that cannot be read is a ConfigError naming the job file."""
-    from vigil.sources.db.mysql import Mysql
-    from vigil.sources.db.postgres import Postgres
+    def restore_to(self, readers: list[ArtifactReader], target: RestoreTarget) -> Restored:
+        main = self.main_artifact(readers)
+        if target.database is None:
+            return super().restore_to(readers, target)
+        dumps = sum(r.art.type == self.kind for r in readers)
+        if dumps > 1:
+            raise ConfigError(f"source {self.name} holds {dumps} databases: restore one at a time with "
+                              f"--to-file, or name the artifact's database")
+        return self._restore_database(main, target.database, target.force)
 
-    try:
-        return (Postgres if cfg.type == "postgres" else Mysql)(cfg, tmp_dir, f"{cfg.type} source {cfg.name}")
-    except ConfigError as exc:
-        raise ConfigError(f"{job.config_path}: {exc}") from None
+    def _restore_database(self, reader: ArtifactReader, name: str, force: bool) -> Restored:
+        engine = self.engine()
+        existed = engine.create_database(name, force)
+        counting = _Counting(reader.plain())
+        try:
+            engine.load(name, counting, clean=existed)
+        except BaseException:
+            if not existed:
+                self.ctx.log.error("restore into %s failed; dropping the half-restored database", name)
+                engine.drop_database(name)
+            raise
+        return Restored(entries=len(reader.art.tables or {}), bytes=counting.bytes)
+
+
+class _Counting:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.bytes += len(chunk)
+            yield chunk
 
 
 def feed(argv: list[str], env: dict[str, str], what: str, chunks: Iterable[bytes]) -> None:

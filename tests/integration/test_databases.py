@@ -564,3 +564,14 @@ def test_pgpass_of_a_killed_run_is_removed_by_the_next_run(tmp_path, make_job, p
     proc = vigil("run", config=job, check=0)
     assert not any(p.exists() for p in left) and not list(tmp.rglob("pgpass-*"))
     assert "earlier run" in proc.stderr
+
+
+def test_doctor_connects_to_postgres_with_the_jobs_credentials(tmp_path, make_job, postgres):
+    job = pg_job(make_job, tmp_path, postgres, "postgres")
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert "can dump PostgreSQL" in out and "PROBLEM  database" not in out, out
+    proc = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job,
+                 env={"VIGIL_TEST_PGPASS": "wrong-Secret-789"})
+    assert proc.returncode == 1
+    assert "PROBLEM  database: source db: cannot connect:" in proc.stdout, proc.stdout
+    assert "wrong-Secret-789" not in proc.stdout

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 from vigil.config.schema import PostgresSource as PostgresConfig, read_secret
 from vigil.errors import BackupError, Damaged, VigilError
 from vigil.pipeline.reading import ArtifactReader
-from vigil.sources.base import OK, PROBLEM, WARNING, Check
+from vigil.sources.base import OK, PROBLEM, Check
 from vigil.sources.db.process import Child, DatabaseSource, tool_env, classify, feed, run, secret_file
 
 END = "__VIGIL_END__"
@@ -300,7 +300,7 @@ class PostgresSource(DatabaseSource):
                                          f"can dump PostgreSQL {engine.server_major}")
             except VigilError as exc:
                 find_tool("pg_dump")
-                yield Check(WARNING, "tools", f"source {self.name}: cannot check the server: {exc}",
-                            "check host, port and credentials")
+                yield Check(PROBLEM, "database", f"source {self.name}: cannot connect: {exc}",
+                            "check host, port, user and password")
         except VigilError as exc:
             yield Check(PROBLEM, "tools", f"source {self.name}: {exc}", "install the client tools")

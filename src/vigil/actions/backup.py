@@ -423,18 +423,15 @@ class Run:
             started_at=iso(self.started_at), finished_at=iso(finished), artifacts=arts,
             warnings=self.warnings, sources=[s.describe() for s in sources],
         ) for enc, arts in backup_set.artifacts.items()}
-        for dest, writer in backup_set.live().items():
-            manifest = manifests[backup_set.group(dest)]
-            try:
-                writer.commit(manifest.dumps())
-                self.committed_on.append(dest)
-                self.size = manifest.size
-            except OSError as exc:
-                backup_set.fail(dest, exc)
+        backup_set.commit(manifests, self._committed)
         if backup_set.failed:
             first = next(iter(backup_set.failed))
             raise BackupError(backup_set.failed[first], f"destination:{first}")
         self.log.info("backup %s committed on %s (%d bytes)", self.run_id, ", ".join(self.committed_on), self.size)
+
+    def _committed(self, dest: str, manifest: Manifest) -> None:
+        self.committed_on.append(dest)
+        self.size = manifest.size
 
     def _finish(self, outcome: str, error: str | None) -> RunResult:
         if self._lease_held is not None and self._lease_held.lost:

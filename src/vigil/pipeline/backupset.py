@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from vigil.destinations.base import BackupWriter, Sink
 from vigil.errors import BackupError
-from vigil.formats.manifest import Artifact
+from vigil.formats.manifest import Artifact, Manifest
 from vigil.pipeline.crypto import SUFFIX
 from vigil.pipeline.progress import NO_PROGRESS, Meter
 from vigil.pipeline.stream import ArtifactStream, FanOut, Tee
@@ -50,7 +50,8 @@ class BackupSet:
         if isinstance(exc, OSError) and exc.strerror:
             reason = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
         else:
-            reason = str(exc)
+            # A destination's own errors already name it.
+            reason = str(exc).removeprefix(f"destination {dest}: ")
         self.failed[dest] = f"destination {dest}: {reason}"
         self.log.error("destination %s failed: %s", dest, reason)
 
@@ -71,8 +72,9 @@ class BackupSet:
             enc = self.group(dest)
             try:
                 sinks.setdefault(enc, {})[dest] = writer.open(name + (SUFFIX if enc else ""))
-            except OSError as exc:
+            except (BackupError, OSError) as exc:
                 self.fail(dest, exc)
+        self._require_live()
         fans = {enc: FanOut(group, self.fail) for enc, group in sinks.items()}
         targets: list[Any] = [fans[False]] if False in fans else []
         if True in fans:
@@ -118,6 +120,19 @@ class BackupSet:
                     break
         self._require_live()
 
+    def commit(self, manifests: dict[bool, Manifest], on_commit: Callable[[str, Manifest], None]) -> None:
+        """Write each live destination's manifest; `on_commit` hears of each commit
+        as it happens (a signal may stop the loop). A failing one is dropped."""
+        for dest, writer in self.live().items():
+            manifest = manifests[self.group(dest)]
+            try:
+                writer.commit(manifest.dumps())
+            except (BackupError, OSError) as exc:
+                self.fail(dest, exc)
+                continue
+            on_commit(dest, manifest)
+
     def abort(self) -> None:
+        """Drop what every writer made but did not commit; never raises."""
         for writer in self.writers.values():
             writer.abort()

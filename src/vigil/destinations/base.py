@@ -78,7 +78,8 @@ class Sink(Protocol):
     """Where one artifact's bytes go on one destination."""
 
     def write(self, data: bytes | memoryview) -> None:
-        """Append bytes; BackupError if the store refuses them."""
+        """Append bytes; BackupError if the store refuses them (a sink that buffers
+        may tell only at a later write or at close)."""
 
     def close(self) -> None:
         """Finish the artifact; BackupError on failure. It is durable at the latest

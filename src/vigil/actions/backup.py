@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 import traceback
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -29,14 +29,12 @@ from vigil.actions.hooks import run_hooks
 from vigil.children import protect_secrets
 from vigil.state.journal import ACTIVE, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
 from vigil.state.lock import JobLock, LockHeld, S3Lease, is_alive
-from vigil.formats.manifest import Artifact, Manifest, new_backup_id
+from vigil.formats.manifest import Manifest, new_backup_id
 from vigil.actions.monitor import write_textfile
 from vigil.pipeline.progress import NO_PROGRESS, Meter
 from vigil.actions.prune import dead_runs, prune_job
 from vigil.sources.base import Source, SourceContext, make_source
-from vigil.pipeline.crypto import SUFFIX
-from vigil.destinations.base import Sink
-from vigil.pipeline.stream import ArtifactStream, FanOut, Tee
+from vigil.pipeline.backupset import BackupSet
 from vigil.timeutil import iso, utcnow
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -77,110 +75,6 @@ def parent_chain(pid: int | None = None, depth: int = 4) -> list[str]:
         ppid = [line.split()[1] for line in status.splitlines() if line.startswith("PPid:")]
         pid = int(ppid[0]) if ppid else 0
     return chain
-
-
-class BackupSet:
-    """The backup under construction on every destination (an ArtifactOutput).
-
-    Destinations that fail are dropped and remembered; the run goes on with
-    the rest so that one broken disk does not cost the other copies.
-    """
-
-    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger, encrypted: set[str] = frozenset(),
-                 encryptor: Callable[[Any], Any] | None = None, meter: Meter = NO_PROGRESS) -> None:
-        self.writers = writers
-        self.log = log
-        self.meter = meter
-        self.failed: dict[str, str] = {}
-        # Destinations that receive age-encrypted artifacts form one group,
-        # the others another; each group gets its own artifact list and manifest.
-        self.encrypted = encrypted
-        self.encryptor = encryptor
-        self.artifacts: dict[bool, list[Artifact]] = {False: [], True: []}
-        self.source = ""
-
-    def live(self) -> dict[str, BackupWriter]:
-        return {n: w for n, w in self.writers.items() if n not in self.failed}
-
-    def fail(self, dest: str, exc: BaseException | str) -> None:
-        if dest in self.failed:
-            return
-        if isinstance(exc, OSError) and exc.strerror:
-            reason = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
-        else:
-            reason = str(exc)
-        self.failed[dest] = f"destination {dest}: {reason}"
-        self.log.error("destination %s failed: %s", dest, reason)
-
-    def _require_live(self) -> dict[str, BackupWriter]:
-        live = self.live()
-        if not live:
-            first = next(iter(self.failed))
-            raise BackupError(self.failed[first], f"destination:{first}")
-        return live
-
-    def group(self, dest: str) -> bool:
-        return dest in self.encrypted
-
-    @contextmanager
-    def artifact(self, name: str, type_: str, *, threads: int = -1) -> Iterator[ArtifactStream]:
-        sinks: dict[bool, dict[str, Sink]] = {}
-        for dest, writer in self._require_live().items():
-            enc = self.group(dest)
-            try:
-                sinks.setdefault(enc, {})[dest] = writer.open(name + (SUFFIX if enc else ""))
-            except OSError as exc:
-                self.fail(dest, exc)
-        fans = {enc: FanOut(group, self.fail) for enc, group in sinks.items()}
-        targets: list[Any] = [fans[False]] if False in fans else []
-        if True in fans:
-            assert self.encryptor is not None
-            targets.append(self.encryptor(fans[True]))
-        stream = ArtifactStream(targets[0] if len(targets) == 1 else Tee(targets), threads=threads)
-        try:
-            # An index is written alongside its archive: the archive's bar says enough.
-            with self.meter.track(f"{self.source} → {name}", None, lambda: stream.raw_bytes) \
-                    if type_ != "index" else nullcontext():
-                yield stream
-            stream.close()
-        except BaseException:
-            stream.abort()
-            raise
-        self._require_live()
-        meta = dict(stream.meta)
-        common = dict(source=self.source, type=type_, entries=meta.pop("entries", None),
-                      bytes=meta.pop("bytes", None), database=meta.pop("database", None),
-                      tables=meta.pop("tables", None), extra=meta)
-        for enc, fan in fans.items():
-            self.artifacts[enc].append(Artifact(name=name + (SUFFIX if enc else ""), size=fan.size,
-                                                sha256=fan.sha256, encrypted=enc, **common))
-
-    def verify(self) -> None:
-        """Read every stored artifact back and compare size and SHA-256."""
-        import hashlib
-
-        for dest, writer in self.live().items():
-            for art in self.artifacts[self.group(dest)]:
-                sha, size = hashlib.sha256(), 0
-                try:
-                    with self.meter.track(f"read back {dest}:{art.name}", art.size, lambda: size):
-                        for chunk in writer.read_back(art.name):
-                            sha.update(chunk)
-                            size += len(chunk)
-                except (OSError, BackupError) as exc:
-                    # A copy that cannot be read back is dropped like one that failed
-                    # writing: the other destinations still commit.
-                    self.fail(dest, exc)
-                    break
-                if (size, sha.hexdigest()) != (art.size, art.sha256):
-                    self.fail(dest, f"read-back of {art.name} does not match what was written "
-                                    f"({size} bytes, sha256 {sha.hexdigest()[:12]}… vs {art.size}, {art.sha256[:12]}…)")
-                    break
-        self._require_live()
-
-    def abort(self) -> None:
-        for writer in self.writers.values():
-            writer.abort()
 
 
 class Run:
@@ -529,18 +423,15 @@ class Run:
             started_at=iso(self.started_at), finished_at=iso(finished), artifacts=arts,
             warnings=self.warnings, sources=[s.describe() for s in sources],
         ) for enc, arts in backup_set.artifacts.items()}
-        for dest, writer in backup_set.live().items():
-            manifest = manifests[backup_set.group(dest)]
-            try:
-                writer.commit(manifest.dumps())
-                self.committed_on.append(dest)
-                self.size = manifest.size
-            except OSError as exc:
-                backup_set.fail(dest, exc)
+        backup_set.commit(manifests, self._committed)
         if backup_set.failed:
             first = next(iter(backup_set.failed))
             raise BackupError(backup_set.failed[first], f"destination:{first}")
         self.log.info("backup %s committed on %s (%d bytes)", self.run_id, ", ".join(self.committed_on), self.size)
+
+    def _committed(self, dest: str, manifest: Manifest) -> None:
+        self.committed_on.append(dest)
+        self.size = manifest.size
 
     def _finish(self, outcome: str, error: str | None) -> RunResult:
         if self._lease_held is not None and self._lease_held.lost:

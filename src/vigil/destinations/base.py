@@ -1,15 +1,16 @@
-"""Destinations store artifacts and commit backups (SPEC §4).
+"""Destinations store artifacts and commit backups (SPEC §4): the contract.
 
 A destination never knows what the bytes are. Each run opens one
 `BackupWriter` per destination; a backup is committed by its manifest and is
-otherwise invisible: never listed, never restored.
+otherwise invisible: never listed, never restored. tests/contract/ checks every
+implementation against what is written here.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 from vigil.errors import Damaged
 from vigil.formats.manifest import MANIFEST, Manifest, ManifestError, is_backup_id, is_plain_name
@@ -31,8 +32,18 @@ class Scan:
     damaged: list[DamagedBackup]
 
 
+@dataclass
+class Partial:
+    """An uncommitted backup (a run that did not finish), with its age in seconds
+    (since its last write)."""
+
+    backup_id: str
+    age: float
+
+
 def newest_first(manifests: list[Manifest]) -> list[Manifest]:
-    return sorted(manifests, key=lambda m: (m.started_at, m.id), reverse=True)
+    # By the time, not its text: "…T10:00:00+02:00" is older than "…T09:00:00Z".
+    return sorted(manifests, key=lambda m: (m.started, m.id), reverse=True)
 
 
 def plain_path(backup_id: str, name: str | None = None) -> None:
@@ -43,6 +54,13 @@ def plain_path(backup_id: str, name: str | None = None) -> None:
         raise Damaged(f"refusing file name {name!r} in backup {backup_id}: not a plain file name")
 
 
+def artifact_name(backup_id: str, name: str) -> None:
+    """What `BackupWriter.open` accepts: a plain file name other than the manifest's."""
+    plain_path(backup_id, name)
+    if name == MANIFEST:
+        raise Damaged(f"refusing artifact name {name!r} in backup {backup_id}: the manifest is written by commit")
+
+
 def parse_manifest(data: bytes, job: str, backup_id: str) -> Manifest | DamagedBackup:
     try:
         return Manifest.loads(data, expect_id=backup_id, expect_job=job)
@@ -50,46 +68,68 @@ def parse_manifest(data: bytes, job: str, backup_id: str) -> Manifest | DamagedB
         return DamagedBackup(backup_id, f"{MANIFEST}: {exc}")
 
 
-@dataclass
-class Partial:
-    """An uncommitted backup (a run that did not finish), with its age in seconds."""
-
-    backup_id: str
-    age: float
+# The contract. Every method raises only BackupError (TransientError when the
+# store may answer later, Damaged for a name or stored thing that does not
+# check out): never an OSError or a store client's own exception. Every message
+# names the destination. Everything read back is untrusted (SPEC §4).
 
 
 class Sink(Protocol):
     """Where one artifact's bytes go on one destination."""
 
-    def write(self, data: bytes | memoryview) -> None: ...
+    def write(self, data: bytes | memoryview) -> None:
+        """Append bytes; BackupError if the store refuses them (a sink that buffers
+        may tell only at a later write or at close)."""
 
     def close(self) -> None:
-        """Finish the artifact; raise on failure. It is durable at the latest when
-        its writer's commit succeeds (a local sink fsyncs in the background)."""
+        """Finish the artifact; BackupError on failure. It is durable at the latest
+        when its writer's commit succeeds (a local sink fsyncs in the background)."""
 
     def abort(self) -> None:
         """Drop what was written; never raises."""
 
 
+class Reader(Protocol):
+    """A stored file opened by `Destination.read`; use it in `with`."""
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to n bytes, b"" at the end; BackupError if the store fails mid-way."""
+
+    def __enter__(self) -> "Reader": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
 class BackupWriter(ABC):
+    """One backup under construction on one destination. Nothing it writes is
+    listed before `commit` succeeds; until then it is a partial."""
+
     @abstractmethod
     def open(self, name: str) -> Sink:
-        """A new artifact file in the (uncommitted) backup."""
+        """A new artifact file in the uncommitted backup. Damaged for a name that is
+        not plain or is the manifest's; BackupError if it cannot be created."""
 
     @abstractmethod
     def read_back(self, name: str) -> Iterator[bytes]:
-        """The stored bytes of an artifact, to check them against what was sent."""
+        """The stored bytes of a closed artifact, to check them against what was
+        sent. Damaged for a name `open` refuses; BackupError (also mid-way) if
+        they cannot be read."""
 
     @abstractmethod
     def commit(self, manifest: bytes) -> None:
-        """Write the manifest last; its presence commits the backup."""
+        """Make every artifact durable, then write the manifest: its presence commits
+        the backup, atomically (listed entirely or not at all). BackupError on failure."""
 
     @abstractmethod
     def abort(self) -> None:
-        """Remove everything this writer created; never raises."""
+        """Remove everything this writer created, unless its commit succeeded (a
+        committed backup stays). Never raises; may be called again; what it cannot
+        remove is left as a partial for prune."""
 
 
 class Destination(ABC):
+    """Where a job's backups are stored: JOB/BACKUP_ID/ with artifacts and a manifest."""
+
     type: str
 
     def __init__(self, cfg: Any) -> None:
@@ -98,33 +138,46 @@ class Destination(ABC):
 
     @abstractmethod
     def check(self, job: str, need_bytes: int) -> None:
-        """Preflight: reachable, writable, room for `need_bytes`; raise BackupError."""
+        """Preflight, before `begin`: reachable, writable, room for `need_bytes`
+        where the store can tell. BackupError naming what is wrong."""
 
     @abstractmethod
-    def begin(self, job: str, backup_id: str) -> BackupWriter: ...
+    def begin(self, job: str, backup_id: str) -> BackupWriter:
+        """Start a backup (new ids only: two runs never share one). Damaged for an
+        id that is not one, BackupError if the store refuses."""
 
     @abstractmethod
     def scan(self, job: str) -> Scan:
-        """Every backup of the job with a manifest, each manifest checked (Manifest.loads)."""
+        """Every backup of the job that has a manifest, each manifest checked
+        (`parse_manifest`): the ones that check out, newest first, and the damaged
+        ones, reported and never raised. Uncommitted backups are in neither.
+        BackupError if the store cannot be listed."""
 
     def list(self, job: str) -> list[Manifest]:
         """Committed backups of the job whose manifests check out, newest first."""
         return self.scan(job).complete
 
     @abstractmethod
-    def read(self, job: str, backup_id: str, name: str) -> BinaryIO:
-        """Open a stored artifact (or the manifest) for reading; Damaged for a name that is not plain."""
+    def read(self, job: str, backup_id: str, name: str) -> Reader:
+        """Open a stored artifact (or the manifest) for reading. Damaged for an id or
+        name that is not plain, and never follows anything out of the backup;
+        BackupError if it cannot be opened."""
 
     @abstractmethod
     def delete(self, job: str, backup_id: str) -> None:
-        """Remove a backup: the manifest first, so a half-deleted one is incomplete, not damaged.
-        Damaged for a backup id that is not one."""
+        """Remove a backup: the manifest first, so a half-deleted one is a partial,
+        never damaged. Damaged for an id that is not one; a backup that is not
+        there is no error; BackupError if the store refuses."""
 
     @abstractmethod
-    def partials(self, job: str) -> list[Partial]: ...
+    def partials(self, job: str) -> list[Partial]:
+        """Uncommitted backups (no manifest) and their age: runs that did not
+        finish. A damaged backup is not one. BackupError if the store cannot be listed."""
 
     @abstractmethod
-    def delete_partial(self, job: str, backup_id: str) -> None: ...
+    def delete_partial(self, job: str, backup_id: str) -> None:
+        """Remove an uncommitted backup; a committed or damaged one, or none, is left
+        as it is. Damaged for an id that is not one; BackupError if the store refuses."""
 
     def describe(self) -> str:
         return f"{self.type} {self.name}"

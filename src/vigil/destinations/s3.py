@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timezone
-from typing import Any, BinaryIO, Iterator
+from typing import Any, Iterator
 
 from vigil.config.schema import Retry, env_missing, env_value
 from vigil.destinations.base import (
-    BackupWriter, DamagedBackup, Destination, Partial, Scan, newest_first, parse_manifest, plain_path,
+    BackupWriter, DamagedBackup, Destination, Partial, Scan, artifact_name, newest_first, parse_manifest,
+    plain_path,
 )
-from vigil.errors import BackupError
+from vigil.errors import BackupError, TransientError
 from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, is_backup_id
-from vigil.retry import with_retry
+from vigil.retry import is_transient, with_retry
 
 PART = 8 << 20  # S3's minimum part is 5 MiB; the size grows every 1000 parts (10,000 parts at most)
 READ = 1 << 20
@@ -72,13 +73,16 @@ class _Retrying:
 
 
 class _Body:
-    """A streaming GET body usable in `with`."""
+    """A streaming GET body usable in `with`; a failure mid-way is the destination's."""
 
-    def __init__(self, body: Any) -> None:
-        self.body = body
+    def __init__(self, dest: "S3Destination", key: str, body: Any) -> None:
+        self.dest, self.key, self.body = dest, key, body
 
     def read(self, n: int = -1) -> bytes:
-        return self.body.read(n if n >= 0 else None)
+        try:
+            return self.body.read(n if n >= 0 else None)  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - a dropped connection, a timeout
+            raise self.dest._fail(f"cannot read {self.key}", exc) from None
 
     def __enter__(self) -> "_Body":
         return self
@@ -119,20 +123,28 @@ class _MultipartSink:
     def write(self, data: bytes | memoryview) -> None:
         self.buf += data
         size = self._part_size()
-        while len(self.buf) >= size:
-            self._upload_part(bytes(self.buf[:size]))
-            del self.buf[:size]
-            size = self._part_size()
+        try:
+            while len(self.buf) >= size:
+                self._upload_part(bytes(self.buf[:size]))
+                del self.buf[:size]
+                size = self._part_size()
+        except Exception as exc:  # noqa: BLE001 - the store's refusal, told as this destination's
+            raise self.dest._fail(f"cannot upload {self.key}", exc) from None
 
     def close(self) -> None:
+        if self.done:
+            return
         s3, bucket = self.dest.s3, self.dest.cfg.bucket
-        if self.upload_id is None:
-            s3.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buf), **self._extra())
-        else:
-            if self.buf:
-                self._upload_part(bytes(self.buf))
-            s3.complete_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id,
-                                         MultipartUpload={"Parts": self.parts})
+        try:
+            if self.upload_id is None:
+                s3.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buf), **self._extra())
+            else:
+                if self.buf:
+                    self._upload_part(bytes(self.buf))
+                s3.complete_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id,
+                                             MultipartUpload={"Parts": self.parts})
+        except Exception as exc:  # noqa: BLE001
+            raise self.dest._fail(f"cannot upload {self.key}", exc) from None
         self.buf = bytearray()
         self.done = True
 
@@ -150,31 +162,38 @@ class _S3Writer(BackupWriter):
     def __init__(self, dest: "S3Destination", job: str, backup_id: str) -> None:
         self.dest, self.job, self.backup_id = dest, job, backup_id
         self.sinks: list[_MultipartSink] = []
+        self.committed = False
 
     def open(self, name: str) -> _MultipartSink:
+        artifact_name(self.backup_id, name)
         sink = _MultipartSink(self.dest, self.dest.key(self.job, self.backup_id, name))
         self.sinks.append(sink)
         return sink
 
     def read_back(self, name: str) -> Iterator[bytes]:
+        artifact_name(self.backup_id, name)
         with self.dest.read(self.job, self.backup_id, name) as body:
             while chunk := body.read(READ):
                 yield chunk
 
     def commit(self, manifest: bytes) -> None:
+        key = self.dest.key(self.job, self.backup_id, MANIFEST)
         try:
             self.dest.s3.put_object(Bucket=self.dest.cfg.bucket, Body=manifest, ContentType="application/json",
-                                    Key=self.dest.key(self.job, self.backup_id, MANIFEST))
+                                    Key=key)
         except Exception as exc:  # noqa: BLE001 - reported as this destination's failure
-            raise OSError(f"cannot upload the manifest: {_reason(exc)}") from None
+            raise self.dest._fail(f"cannot upload the manifest {key}", exc) from None
+        self.committed = True
 
     def abort(self) -> None:
         for sink in self.sinks:
             sink.abort()
+        if self.committed:
+            return  # a committed backup stays
         try:
             self.dest.delete_partial(self.job, self.backup_id)
         except BackupError:
-            pass
+            pass  # left as a partial: prune removes it
 
 
 class S3Destination(Destination):
@@ -189,7 +208,10 @@ class S3Destination(Destination):
         return f"{self.cfg.prefix}{job}/{backup_id}/{name}"
 
     def _fail(self, what: str, exc: Exception) -> BackupError:
-        return BackupError(f"destination {self.name}: {what}: {_reason(exc)}", f"destination:{self.name}")
+        if isinstance(exc, BackupError):
+            return exc
+        kind = TransientError if is_transient(exc) else BackupError
+        return kind(f"destination {self.name}: {what}: {_reason(exc)}", f"destination:{self.name}")
 
     def check(self, job: str, need_bytes: int) -> None:
         try:
@@ -198,6 +220,7 @@ class S3Destination(Destination):
             raise self._fail(f"bucket {self.cfg.bucket} not usable", exc) from None
 
     def begin(self, job: str, backup_id: str) -> _S3Writer:
+        plain_path(backup_id)
         return _S3Writer(self, job, backup_id)
 
     def _backup_ids(self, job: str) -> list[str]:
@@ -227,12 +250,13 @@ class S3Destination(Destination):
             raise self._fail("cannot list backups", exc) from None
         return Scan(newest_first(complete), sorted(damaged, key=lambda d: d.backup_id, reverse=True))
 
-    def read(self, job: str, backup_id: str, name: str) -> BinaryIO:
+    def read(self, job: str, backup_id: str, name: str) -> _Body:
         plain_path(backup_id, name)
+        key = self.key(job, backup_id, name)
         try:
-            return _Body(self.s3.get_object(Bucket=self.cfg.bucket, Key=self.key(job, backup_id, name))["Body"])  # type: ignore[return-value]
+            return _Body(self, key, self.s3.get_object(Bucket=self.cfg.bucket, Key=key)["Body"])
         except Exception as exc:  # noqa: BLE001
-            raise self._fail(f"cannot read {self.key(job, backup_id, name)}", exc) from None
+            raise self._fail(f"cannot read {key}", exc) from None
 
     def _delete_prefix(self, prefix: str, first: str | None = None) -> None:
         if first:

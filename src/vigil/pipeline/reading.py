@@ -11,11 +11,11 @@ import hashlib
 import queue
 import threading
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import zstandard
 
-from vigil.destinations.base import Destination
+from vigil.destinations.base import Destination, Reader
 from vigil.errors import BackupError, ConfigError, Damaged
 from vigil.formats.manifest import Artifact, Manifest
 from vigil.pipeline.progress import NO_PROGRESS, Meter
@@ -30,7 +30,7 @@ class ChecksumError(Damaged):
 class _Hashing:
     """A file object that hashes what passes through it."""
 
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: Reader) -> None:
         self.fh = fh
         self.sha = hashlib.sha256()
         self.size = 0

@@ -33,6 +33,11 @@ fuzz: venv
 	VIGIL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -n 0 -q --timeout=3600 --hypothesis-show-statistics \
 		tests/e2e/test_hostile_fuzz.py
 
+# ruff (style, imports, bugbear) on everything, mypy --strict on src/
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
 bench: venv
 	$(BIN)/python bench/bench_backup.py --vigil $(BIN)/vigil
 

@@ -33,11 +33,11 @@ class _JsonFormatter(logging.Formatter):
         }, ensure_ascii=False)
 
 
-class _Stderr(logging.StreamHandler):
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is when a record comes: a progress display
     redirects it while its bars are up, so log lines land above them."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> object:
         return sys.stderr
 

@@ -38,14 +38,14 @@ def is_transient(exc: BaseException) -> bool:
     # can only exist once they are loaded, and importing them costs start-up.
     urllib_error, smtplib = sys.modules.get("urllib.error"), sys.modules.get("smtplib")
     if urllib_error and isinstance(exc, urllib_error.HTTPError):
-        return exc.code >= 500 or exc.code == 429
+        return bool(exc.code >= 500 or exc.code == 429)
     if urllib_error and isinstance(exc, urllib_error.URLError):
         return is_transient(exc.reason) if isinstance(exc.reason, BaseException) else True
     if smtplib:
         if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
             return True
         if isinstance(exc, smtplib.SMTPResponseException):
-            return 400 <= exc.smtp_code < 500
+            return bool(400 <= exc.smtp_code < 500)
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             return all(400 <= code < 500 for code, _ in exc.recipients.values())
     return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror))

@@ -19,7 +19,7 @@ from vigil.destinations.base import (
     BackupWriter, DamagedBackup, Destination, Partial, Scan, artifact_name, newest_first, parse_manifest, plain_path,
 )
 from vigil.errors import BackupError
-from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, is_backup_id
+from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, Manifest, is_backup_id
 
 PARTIAL = ".partial-"
 READ = 1 << 20
@@ -183,7 +183,8 @@ class LocalDestination(Destination):
 
     @property
     def root(self) -> Path:
-        return self.cfg.path
+        path: Path = self.cfg.path
+        return path
 
     def _fail(self, message: str) -> BackupError:
         return BackupError(f"destination {self.name}: {message}", f"destination:{self.name}")
@@ -219,7 +220,8 @@ class LocalDestination(Destination):
             return Scan([], [])
         except OSError as exc:
             raise self._os_fail(f"cannot list {job_dir}", exc) from None
-        complete, damaged = [], []
+        complete: list[Manifest] = []
+        damaged: list[DamagedBackup] = []
         for name in names:
             if not is_backup_id(name):
                 continue
@@ -234,7 +236,10 @@ class LocalDestination(Destination):
                     continue
                 raise self._os_fail(f"cannot read {job_dir / name / MANIFEST}", exc) from None
             found = parse_manifest(data, job, name)
-            (damaged if isinstance(found, DamagedBackup) else complete).append(found)
+            if isinstance(found, DamagedBackup):
+                damaged.append(found)
+            else:
+                complete.append(found)
         return Scan(newest_first(complete), sorted(damaged, key=lambda d: d.backup_id, reverse=True))
 
     def _open(self, job: str, backup_id: str, name: str) -> BinaryIO:

@@ -11,7 +11,7 @@ IndexFormatError.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any, Iterable, Iterator
 
 from vigil.formats.tarreader import REGTYPES
@@ -36,12 +36,12 @@ def json_str(text: str) -> str:
     """A JSON string literal. A name holding bytes that are not UTF-8 (decoded with
     surrogateescape) is written with \\u escapes, so that the index stays valid UTF-8."""
     if text.isascii():
-        return encode_basestring(text)  # type: ignore[no-any-return]
+        return encode_basestring(text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return encode_basestring_ascii(text)  # type: ignore[no-any-return]
-    return encode_basestring(text)  # type: ignore[no-any-return]
+        return encode_basestring_ascii(text)
+    return encode_basestring(text)
 
 
 def line_parts(path: str, kind: str, size: int, mode: int, mtime: int, changed: bool, uid: int, gid: int,

@@ -165,7 +165,7 @@ def _opt(d: dict[str, Any], key: str, kind: type) -> Any:
 
 
 def _time(d: dict[str, Any], key: str) -> str:
-    text = _get(d, key, str)
+    text: str = _get(d, key, str)
     try:
         year = parse_iso(text).year
     except ValueError:

@@ -173,7 +173,7 @@ class TarStream:
         self._pad = 0
 
     def _next_read(self) -> bytes:
-        chunk = self.f.read(READ)
+        chunk: bytes = self.f.read(READ)
         if not chunk:
             raise TarFormatError("unexpected end of archive")
         return chunk

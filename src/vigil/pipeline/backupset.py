@@ -28,7 +28,7 @@ class BackupSet:
     the rest so that one broken disk does not cost the other copies.
     """
 
-    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger, encrypted: set[str] = frozenset(),
+    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger, encrypted: frozenset[str] | set[str] = frozenset(),
                  encryptor: Callable[[Any], Any] | None = None, meter: Meter = NO_PROGRESS) -> None:
         self.writers = writers
         self.log = log

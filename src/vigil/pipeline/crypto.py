@@ -128,7 +128,8 @@ class _Replay:
 
     def read(self, n: int = -1) -> bytes:
         if not self._prefix:
-            return self._source.read(n)
+            data: bytes = self._source.read(n)
+            return data
         if n < 0 or n >= len(self._prefix):
             out, self._prefix = self._prefix, b""
         else:

@@ -27,10 +27,10 @@ class Hasher:
         # One worker: submissions run in order, so a streamed file's updates
         # and its final hexdigest never overtake each other.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-hash")
-        self._inflight: deque[tuple[Future, int]] = deque()
+        self._inflight: deque[tuple[Future[str], int]] = deque()
         self._bytes = 0
 
-    def submit(self, n: int, fn: Any, *args: Any) -> Future:
+    def submit(self, n: int, fn: Any, *args: Any) -> Future[str]:
         """Run fn(*args) on the worker, in order; `n` bytes count against IN_FLIGHT."""
         fut = self._pool.submit(fn, *args)
         self._inflight.append((fut, n))

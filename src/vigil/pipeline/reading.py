@@ -183,7 +183,7 @@ class ArtifactReader:
 
 def find_backup(destinations: list[Destination], job: str, backup_id: str) -> list[tuple[Destination, Manifest]]:
     """The backup `backup_id` (or `latest`) on every destination that has it."""
-    found = []
+    found: list[tuple[Destination, Manifest]] = []
     for dest in destinations:
         backups = dest.list(job)
         if backup_id == "latest":

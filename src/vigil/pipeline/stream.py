@@ -168,7 +168,7 @@ class ArtifactStream:
     def close(self) -> None:
         self._drain()
         self._z.flush(zstandard.FLUSH_FRAME)
-        self._z.close()
+        self._z.close()  # type: ignore[no-untyped-call]  # zstandard leaves close() unannotated
         self.fanout.close()
 
     def abort(self) -> None:

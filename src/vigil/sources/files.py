@@ -64,7 +64,7 @@ def _mtime(st: os.stat_result) -> int:
     return st.st_mtime_ns // 1_000_000_000  # floor, also before 1970
 
 
-def compile_patterns(patterns: list[str]) -> pathspec.PathSpec | None:
+def compile_patterns(patterns: list[str]) -> pathspec.GitIgnoreSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
 
 
@@ -380,7 +380,7 @@ class _Archiver:
         if st.st_nlink > 1:
             self.links[(st.st_dev, st.st_ino)] = rel
 
-    def _stream(self, fd: int, rel: str, st: os.stat_result) -> tuple[int, str, bool]:
+    def _stream(self, fd: int, rel: str, st: os.stat_result) -> tuple[int, Digest, bool]:
         """Write a large file in chunks under a header stating its size at open."""
         size = st.st_size
         self.tar.write(self._header(rel, th.REGTYPE, st, size))

@@ -123,7 +123,8 @@ class JobLock:
             try:
                 text = self.path.read_text()
                 if text:
-                    return json.loads(text)
+                    holder: dict[str, Any] = json.loads(text)
+                    return holder
             except (OSError, ValueError):
                 pass
             time.sleep(0.025)
@@ -158,8 +159,9 @@ class S3Lease:
         return json.dumps({**self._holder, "expires_at": time.time() + self.TTL}).encode()
 
     def _put(self, **condition: str) -> str:
-        return self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=self._body(),
-                                  ContentType="application/json", **condition)["ETag"]
+        etag: str = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=self._body(),
+                                       ContentType="application/json", **condition)["ETag"]
+        return etag
 
     def acquire(self, holder: dict[str, Any]) -> None:
         from botocore.exceptions import ClientError
@@ -188,14 +190,6 @@ class S3Lease:
             except Exception as exc:  # noqa: BLE001 - reported by the run, which keeps going
                 self.lost = f"lease {self.key} could not be renewed: {exc}"
                 return
-
-    def _still_at_path(self, fd: int) -> bool:
-        try:
-            there = os.stat(self.path, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        mine = os.fstat(fd)
-        return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
     def release(self) -> None:
         self._stop.set()

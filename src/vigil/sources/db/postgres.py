@@ -251,7 +251,8 @@ class _Session:
 
     def receive(self) -> list[list[str]]:
         assert self.proc.stdout
-        rows, out = [], []
+        rows: list[list[str]] = []
+        out: list[str] = []
         for raw in self.proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             if line == END:

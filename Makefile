@@ -8,7 +8,7 @@ DEMO   := examples/demo/demo.toml
 
 $(BIN)/vigil: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[all,test]'
 	$(BIN)/python -m compileall -q src  # an editable install is not byte-compiled
 	touch $@
 

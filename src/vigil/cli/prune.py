@@ -8,9 +8,8 @@ import click
 
 from vigil.cli.common import JOB, log, one_job
 from vigil.cli.render import table
-from vigil.config.schema import Job
 from vigil.errors import VigilError
-from vigil.state.journal import FAILED, SUCCESS, Journal
+from vigil.state.journal import FAILED, SUCCESS
 from vigil.timeutil import iso
 
 
@@ -20,19 +19,12 @@ from vigil.timeutil import iso
 @click.pass_context
 def prune(ctx: click.Context, job: str | None, dry_run: bool) -> str:
     """Apply the retention policy (default: every job): delete backups no rule keeps."""
-    from vigil.actions.prune import dead_runs, prune_job
+    from vigil.actions.prune import prune_requested
 
     failed = False
     for j in one_job(ctx, job):
-        history = _job_runs(j)
-        last = next((r for r in history if r.outcome not in ("skipped", "running")), None)
-        if last is not None and last.outcome != SUCCESS and not dry_run:
-            print(f"vigil: {j.name}: not pruning: the last run ({last.run_id}) {last.outcome}; "
-                  "prune after a successful run", file=sys.stderr)
-            failed = True
-            continue
         try:
-            outcomes = prune_job(j, dry_run, log, dead=dead_runs(history))
+            outcomes = prune_requested(j, dry_run, log)
         except VigilError as exc:
             print(f"vigil: {j.name}: {exc}", file=sys.stderr)
             failed = True
@@ -48,13 +40,3 @@ def prune(ctx: click.Context, job: str | None, dry_run: bool) -> str:
                 print(f"  damaged backup {bad.backup_id}: left in place ({bad.reason})")
     return FAILED if failed else SUCCESS
 
-
-def _job_runs(job: Job) -> list:
-    """The job's journal rows, newest first; none when it has no journal yet."""
-    if not (job.state_dir / "journal.db").exists():
-        return []
-    journal = Journal(job.state_dir)
-    try:
-        return journal.runs(job.name)
-    finally:
-        journal.close()

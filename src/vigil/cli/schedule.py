@@ -24,29 +24,23 @@ def schedule() -> None:
 @click.pass_context
 def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: Path) -> str:
     """Schedule a job exactly once (refuses if it is scheduled anywhere already)."""
-    from vigil.actions.schedule import audit, audit_verify, planned_files
+    from vigil.actions.schedule import install
 
     # Absolute, as typed (not symlink-resolved): cron and systemd start elsewhere than here.
     config = os.path.abspath(state(ctx).config or os.environ.get("VIGIL_CONFIG") or "/etc/vigil/jobs/")
     failed = False
     for j in one_job(ctx, job):
-        existing = audit(j, root) + audit_verify(j, root)
-        if existing:
+        done = install(j, root, systemd, config)
+        if done.existing:
             print(f"vigil: {j.name}: already scheduled; not installing another schedule:", file=sys.stderr)
-            for e in existing:
+            for e in done.existing:
                 print(f"  {e.describe()}", file=sys.stderr)
             failed = True
             continue
-        for rel, text in planned_files(j, systemd, config).items():
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            path.chmod(0o644)
+        for path in done.written:
             print(f"wrote {path}")
-        if systemd:
-            timers = [f"vigil-{j.name}.timer", f"vigil-{j.name}-health.timer"]
-            timers += [f"vigil-{j.name}-verify.timer"] if j.schedule.verify_every else []
-            print(f"enable it with: systemctl daemon-reload && systemctl enable --now {' '.join(timers)}")
+        if done.timers:
+            print(f"enable it with: systemctl daemon-reload && systemctl enable --now {' '.join(done.timers)}")
     return FAILED if failed else SUCCESS
 
 
@@ -76,12 +70,11 @@ def schedule_show(ctx: click.Context, job: str | None, root: Path) -> None:
 @click.pass_context
 def schedule_remove(ctx: click.Context, job: str | None, root: Path) -> None:
     """Remove what `schedule install` wrote (and nothing else)."""
-    from vigil.actions.schedule import installed_files
+    from vigil.actions.schedule import remove
 
     for j in one_job(ctx, job):
-        files = installed_files(j, root)
+        files = remove(j, root)
         if not files:
             print(f"{j.name}: nothing installed by vigil")
         for f in files:
-            f.unlink()
             print(f"removed {f}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from vigil.cli.common import JOB, log, state
-from vigil.config.schema import select_jobs
 from vigil.pipeline.progress import meter
 from vigil.state.journal import FAILED, SUCCESS
 
@@ -19,27 +18,14 @@ from vigil.state.journal import FAILED, SUCCESS
 @click.pass_context
 def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, restore_test: bool, every: bool) -> str:
     """Check stored backups (default: every job's latest): present, intact, readable, restorable."""
-    from vigil.destinations.base import make_destination
-    from vigil.actions.monitor import record_verify
-    from vigil.actions.verify import Verifier
-
-    from vigil.formats.manifest import is_backup_id
+    from vigil.actions.verify import backup_ids, targets, verify_and_record
 
     problems = backups = 0
-    jobs = state(ctx).jobs()
-    if job is not None and backup_id == "latest" and job not in {j.name for j in jobs} and (
-            job == "latest" or (is_backup_id(job) and len(jobs) == 1)):
-        job, backup_id = None, job  # `vigil verify latest`, or an id with one job configured
-    for j in select_jobs(jobs, [job] if job else None):
-        ids = [backup_id]
-        if every:
-            scans = [make_destination(d).scan(j.name) for d in j.destination]
-            ids = sorted({m.id for s in scans for m in s.complete} | {d.backup_id for s in scans for d in s.damaged},
-                         reverse=True)
-        for one in ids:
+    selected, backup_id = targets(state(ctx).jobs(), job, backup_id)
+    for j in selected:
+        for one in backup_ids(j, backup_id, every):
             with meter(state(ctx).progress) as m:
-                report = Verifier(j, log, m).verify(one, deep, restore_test)
-            record_verify(j, report.copies, log)
+                report = verify_and_record(j, one, deep, restore_test, log, m)
             for line in report.checked:
                 print(f"OK       {line}")
             for line in report.problems:

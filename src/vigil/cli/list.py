@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from vigil.cli.common import JOB, JSON, one_job
-from vigil.cli.render import human_size, print_json, table
+from vigil.cli.render import print_json, table
+from vigil.sizes import human_size
 
 
 @click.command("list")
@@ -35,7 +36,7 @@ def list_(ctx: click.Context, job: str | None, as_json: bool) -> None:
 def _print_list(rows: list[dict[str, Any]]) -> None:
     print(table(
         [[r["job"], r["destination"], r["id"], r["started_at"] or "-",
-          human_size(r["size"]) if r["size"] is not None else "-", r["status"],
+          human_size(r["size"]), r["status"],
           str(len(r["warnings"])) if r["warnings"] else "-"] for r in rows],
         ["JOB", "DESTINATION", "ID", "STARTED", "SIZE", "STATUS", "WARNINGS"],
     ))

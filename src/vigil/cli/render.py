@@ -1,4 +1,4 @@
-"""How commands show things: plain-text tables, JSON, byte sizes."""
+"""How commands show things: plain-text tables and JSON (byte sizes: vigil.sizes)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,3 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     return "\n".join(lines)
 
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from vigil.cli.common import log, state
-from vigil.cli.render import human_size, print_json
+from vigil.cli.render import print_json
 from vigil.pipeline.progress import meter
+from vigil.sizes import human_size
 
 
 @click.command()

@@ -7,7 +7,7 @@ import click
 from vigil.cli.common import JOB, JSON, one_job
 from vigil.cli.render import print_json, table
 from vigil.config.schema import Job
-from vigil.state.journal import Journal
+from vigil.state.journal import Journal, RunRow
 from vigil.timeutil import format_duration, iso
 
 
@@ -30,7 +30,7 @@ def runs(ctx: click.Context, job: str | None, as_json: bool, limit: int) -> None
     """The run journal: every attempt, its outcome and who started it."""
     selected = one_job(ctx, job)
     names = {j.name for j in selected}
-    rows = []
+    rows: list[RunRow] = []
     for journal in journals(selected).values():
         rows.extend(r for r in journal.runs(job) if r.job in names)
         journal.close()

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "vigil"
 RANK = {"__main__": 4, "cli": 4, "actions": 3, "pipeline": 2, "sources": 2, "destinations": 2, "state": 2, "notify": 2,
         "config": 1, "formats": 0}
 # Shared leaf modules: importable from every layer but formats/, importing only each other.
-LEAVES = {"errors", "timeutil", "retry", "logs", "children", "__init__"}
+LEAVES = {"errors", "timeutil", "sizes", "retry", "logs", "children", "__init__"}
 
 
 def _package(module: str) -> str:

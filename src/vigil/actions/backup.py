@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Protocol
 from vigil import __version__
 from vigil.pipeline import crypto
 from vigil.config.schema import Job
-from vigil.destinations.base import BackupWriter, Destination, make_destination
+from vigil.destinations.base import BackupWriter, Destination, make_destination, space_needed
 from vigil.errors import BackupError, ConfigError, Interrupted
 from vigil.actions.hooks import run_hooks
 from vigil.children import protect_secrets
@@ -387,7 +387,7 @@ class Run:
             newest = dest.list(self.job.name)[:1]
         except BackupError:
             return 0
-        return int(newest[0].size * 1.2) if newest else 0
+        return space_needed(newest[0].size if newest else None)
 
     def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext,
                  unusable: dict[str, str], encryptor: Callable[[Any], Any] | None) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from vigil.config.schema import Job
-from vigil.destinations.base import make_destination
+from vigil.destinations.base import make_destination, space_needed
 from vigil.errors import VigilError
 from vigil.sources.base import OK, PROBLEM, WARNING, SourceContext, make_source
 from vigil.actions.schedule import Entry, VigilCall, audit, audit_verify, entry_calls, located, same_minute
@@ -108,7 +108,7 @@ def _destinations(job: Job) -> Iterator[Finding]:
         dest = make_destination(cfg)
         try:
             newest = dest.list(job.name)[:1]
-            need = int(newest[0].size * 1.2) if newest else 0
+            need = space_needed(newest[0].size if newest else None)
             if cfg.type == "local":
                 root = cfg.path if cfg.path.exists() else next((p for p in cfg.path.parents if p.exists()), Path("/"))
                 if not os.access(root, os.W_OK | os.X_OK):

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import tempfile
 import time
 from datetime import datetime, timezone, tzinfo
@@ -17,7 +16,7 @@ from vigil.errors import VigilError
 from vigil.actions.health import (
     DEFAULT_MAX_AGE, STUCK_AFTER, UNKNOWN, Facts, JobHealth, Newest, evaluate, render_prometheus, transition,
 )
-from vigil.state.journal import Journal, Outbox, VerifyRow
+from vigil.state.journal import Journal, Outbox
 from vigil.state.lock import JobLock
 
 
@@ -66,28 +65,6 @@ def gather(job: Job, now: datetime) -> Facts:
     finally:
         journal.close()
     return facts
-
-
-def record_verify(job: Job, copies: list[tuple[str, str, list[str]]], log: logging.Logger) -> None:
-    """Keep what `verify` found about each copy: health is CRITICAL while the newest is damaged."""
-    if not copies:
-        return
-    now = time.time()
-    try:
-        journal = Journal(job.state_dir)
-    except VigilError as exc:
-        log.warning("%s: cannot record the verify result: %s", job.name, exc)
-        return
-    try:
-        for destination, backup_id, problems in copies:
-            reason = None
-            if problems:
-                reason = problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
-            journal.record_verification(VerifyRow(job.name, backup_id, destination, not problems, reason, now))
-    except sqlite3.Error as exc:  # what verify found is printed either way
-        log.warning("%s: cannot record the verify result: %s", job.name, exc)
-    finally:
-        journal.close()
 
 
 def check(job: Job, now: datetime) -> JobHealth:

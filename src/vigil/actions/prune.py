@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from vigil.config.schema import Job
 from vigil.destinations.base import DamagedBackup, Destination, make_destination
 from vigil.errors import BackupError
-from vigil.state.journal import RunRow
+from vigil.state.journal import SUCCESS, Journal, RunRow
 from vigil.actions.retention import Backup, Decision, decide
 
 PARTIAL_MAX_AGE = 24 * 3600  # an unfinished backup older than this belongs to no live run
@@ -66,3 +66,25 @@ def prune_job(job: Job, dry_run: bool, log: logging.Logger, only: list[str] | No
     if errors:
         raise BackupError("; ".join(errors), "retention")
     return outcomes
+
+
+def job_runs(job: Job) -> list[RunRow]:
+    """The job's journal rows, newest first; none when it has no journal yet."""
+    if not (job.state_dir / "journal.db").exists():
+        return []
+    journal = Journal(job.state_dir)
+    try:
+        return journal.runs(job.name)
+    finally:
+        journal.close()
+
+
+def prune_requested(job: Job, dry_run: bool, log: logging.Logger) -> list[Outcome]:
+    """`vigil prune` of one job. Refused (BackupError) while the job's last run did not
+    succeed: the backups retention would delete may be the only good ones left."""
+    history = job_runs(job)
+    last = next((r for r in history if r.outcome not in ("skipped", "running")), None)
+    if last is not None and last.outcome != SUCCESS and not dry_run:
+        raise BackupError(f"not pruning: the last run ({last.run_id}) {last.outcome}; "
+                          "prune after a successful run", "retention")
+    return prune_job(job, dry_run, log, dead=dead_runs(history))

@@ -531,3 +531,38 @@ def installed_files(job: Job, root: Path) -> list[Path]:
         candidates.append(root / f"etc/systemd/system/vigil-{job.name}{suffix}")
     return [p for p in candidates if p.exists() and p.read_text(errors="replace").startswith(
         f"{MARKER} for job {job.name};")]
+
+
+@dataclass
+class Installation:
+    """What `install` found or wrote: nothing is written while the job is scheduled anywhere."""
+
+    existing: list[Entry]
+    written: list[Path] = field(default_factory=list)
+    timers: list[str] = field(default_factory=list)  # systemd units to enable; none for cron
+
+
+def install(job: Job, root: Path, systemd: bool, config: str) -> Installation:
+    """Schedule the job exactly once: write its files under root, unless a schedule already runs it."""
+    existing = audit(job, root) + audit_verify(job, root)
+    if existing:
+        return Installation(existing)
+    done = Installation([])
+    for rel, text in planned_files(job, systemd, config).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o644)
+        done.written.append(path)
+    if systemd:
+        done.timers = [f"vigil-{job.name}.timer", f"vigil-{job.name}-health.timer"]
+        done.timers += [f"vigil-{job.name}-verify.timer"] if job.schedule.verify_every else []
+    return done
+
+
+def remove(job: Job, root: Path) -> list[Path]:
+    """Delete what `install` wrote for the job (and nothing else); the files removed."""
+    files = installed_files(job, root)
+    for f in files:
+        f.unlink()
+    return files

@@ -10,16 +10,19 @@ row counts compared with those recorded at backup time.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from dataclasses import dataclass, field
 
-from vigil.config.schema import Job
+from vigil.config.schema import Job, select_jobs
 from vigil.destinations.base import Destination, make_destination
-from vigil.errors import BackupError, ConfigError
-from vigil.formats.manifest import Artifact, Manifest
+from vigil.errors import BackupError, ConfigError, VigilError
+from vigil.formats.manifest import Artifact, Manifest, is_backup_id
 from vigil.pipeline.crypto import decryptor
 from vigil.pipeline.progress import NO_PROGRESS, Meter
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import Source, SourceContext, source_for
+from vigil.state.journal import Journal, VerifyRow
 
 
 @dataclass
@@ -91,3 +94,51 @@ class Verifier:
         if key not in self._sources:
             self._sources[key] = source_for(art.source, art.type, self.ctx)
         return self._sources[key]
+
+
+def targets(jobs: list[Job], job: str | None, backup_id: str) -> tuple[list[Job], str]:
+    """The jobs and the backup `vigil verify [JOB] [BACKUP_ID]` means: a lone argument
+    that names no job is the backup (`latest`, or an id when one job is configured)."""
+    if job is not None and backup_id == "latest" and job not in {j.name for j in jobs} and (
+            job == "latest" or (is_backup_id(job) and len(jobs) == 1)):
+        job, backup_id = None, job
+    return select_jobs(jobs, [job] if job else None), backup_id
+
+
+def backup_ids(job: Job, backup_id: str, every: bool) -> list[str]:
+    """The backups to check: the one asked for, or with `every` each one stored, damaged too, newest first."""
+    if not every:
+        return [backup_id]
+    scans = [make_destination(d).scan(job.name) for d in job.destination]
+    return sorted({m.id for s in scans for m in s.complete} | {d.backup_id for s in scans for d in s.damaged},
+                  reverse=True)
+
+
+def verify_and_record(job: Job, backup_id: str, deep: bool, restore_test: bool, log: logging.Logger,
+                      meter: Meter = NO_PROGRESS) -> Report:
+    """Verify one backup and keep what was found about each copy in the journal."""
+    report = Verifier(job, log, meter).verify(backup_id, deep, restore_test)
+    record(job, report.copies, log)
+    return report
+
+
+def record(job: Job, copies: list[tuple[str, str, list[str]]], log: logging.Logger) -> None:
+    """Keep what verify found about each copy: health is CRITICAL while the newest is damaged."""
+    if not copies:
+        return
+    now = time.time()
+    try:
+        journal = Journal(job.state_dir)
+    except VigilError as exc:
+        log.warning("%s: cannot record the verify result: %s", job.name, exc)
+        return
+    try:
+        for destination, backup_id, problems in copies:
+            reason = None
+            if problems:
+                reason = problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+            journal.record_verification(VerifyRow(job.name, backup_id, destination, not problems, reason, now))
+    except sqlite3.Error as exc:  # what verify found is printed either way
+        log.warning("%s: cannot record the verify result: %s", job.name, exc)
+    finally:
+        journal.close()

@@ -32,6 +32,15 @@ class Scan:
     damaged: list[DamagedBackup]
 
 
+# The next backup is about as big as the last one; room for 20 % more leaves it room to grow.
+SPACE_MARGIN = 1.2
+
+
+def space_needed(last_size: int | None) -> int:
+    """Free bytes a destination needs for the next backup, from the size of its newest (None: no backup yet)."""
+    return int(last_size * SPACE_MARGIN) if last_size is not None else 0
+
+
 @dataclass
 class Partial:
     """An uncommitted backup (a run that did not finish), with its age in seconds

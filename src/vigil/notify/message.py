@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vigil.sizes import human_size
 from vigil.state.journal import RunRow
 from vigil.timeutil import format_duration, iso
 
@@ -12,16 +13,6 @@ OUTCOME_EVENT = {"success": "success", "failed": "failure", "interrupted": "fail
 SUBJECT_WORD = {"success": "OK", "failure": "FAILED", "skipped": "SKIPPED", "unhealthy": "UNHEALTHY",
                 "recovered": "RECOVERED", "test": "TEST"}
 SUBJECT_MAX = 200
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return "-"
 
 
 def subject(event: str, job: str, host: str, summary: str) -> str:
@@ -35,7 +26,7 @@ def run_message(row: RunRow, extra: dict[str, Any]) -> dict[str, Any]:
     committed = extra.get("committed_on") or []
     duration = (row.finished_at - row.started_at) if row.finished_at else None
     if row.outcome == "success":
-        summary = f"backup {row.backup_id} complete ({_size(row.bytes)} in {format_duration(duration or 0)})"
+        summary = f"backup {row.backup_id} complete ({human_size(row.bytes)} in {format_duration(duration or 0)})"
         if row.warnings:
             summary += f", {len(row.warnings)} warning(s)"
     else:
@@ -52,7 +43,7 @@ def run_message(row: RunRow, extra: dict[str, Any]) -> dict[str, Any]:
     lines += [
         f"Started:   {iso(row.started_at)}",
         f"Duration:  {format_duration(duration) if duration is not None else '-'}",
-        f"Size:      {_size(row.bytes)}",
+        f"Size:      {human_size(row.bytes)}",
     ]
     if row.outcome != "skipped":
         lines.append(f"Committed: {', '.join(committed) if committed else 'nothing was committed'}")

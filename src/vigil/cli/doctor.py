@@ -1,0 +1,33 @@
+"""`vigil doctor`: audit each job's config, secrets, tools, destinations, notifications and schedules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vigil.cli.common import JOB, ROOT, one_job
+from vigil.cli.notify import send_tests
+from vigil.state.journal import FAILED, SUCCESS
+
+
+@click.command()
+@JOB
+@ROOT
+@click.option("--strict", is_flag=True, help="Warnings count as problems")
+@click.option("--test-notify", is_flag=True, help="Also send a test message on every channel")
+@click.pass_context
+def doctor(ctx: click.Context, job: str | None, root: Path, strict: bool, test_notify: bool) -> str:
+    """Audit config, secrets, permissions, tools, destinations, notifications and schedules."""
+    from vigil.actions.doctor import OK, PROBLEM, WARNING, diagnose
+
+    bad = 0
+    jobs = one_job(ctx, job)
+    for j in jobs:
+        print(f"{j.name}:")
+        for f in diagnose(j, root):
+            print(f"  {f.level:<8} {f.check}: {f.message}" + (f"\n           fix: {f.fix}" if f.fix and f.level != OK else ""))
+            bad += f.level == PROBLEM or (strict and f.level == WARNING)
+    if test_notify:
+        bad += send_tests(jobs)
+    return FAILED if bad else SUCCESS

@@ -27,7 +27,7 @@ from vigil.destinations.base import BackupWriter, Destination, make_destination,
 from vigil.errors import BackupError, ConfigError, Interrupted
 from vigil.actions.hooks import run_hooks
 from vigil.children import protect_secrets
-from vigil.state.journal import ACTIVE, FAILED, INTERRUPTED, SKIPPED, SUCCESS, Journal, RunRow
+from vigil.state.journal import Journal, Outcome, RunRow
 from vigil.state.lock import JobLock, LockHeld, S3Lease, is_alive
 from vigil.formats.manifest import Manifest, new_backup_id
 from vigil.actions.monitor import write_textfile
@@ -52,7 +52,7 @@ class Notifier(Protocol):
 @dataclass
 class RunResult:
     job: str
-    outcome: str
+    outcome: Outcome
     run_id: str
     step: str | None = None
     error: str | None = None
@@ -144,7 +144,7 @@ class Run:
             except OSError as exc:
                 return self._environment_failure(f"cannot take lock {lock.path}: {exc.strerror}")
             except Interrupted as exc:
-                return RunResult(self.job.name, INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
+                return RunResult(self.job.name, Outcome.INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
             try:
                 lease = self._lease()
             except LockHeld as held:
@@ -180,24 +180,23 @@ class Run:
         """The state dir is unusable: no journal, but still one line and a notification."""
         self.log.error("%s", message)
         self._on_failure_hooks()
-        row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=FAILED,
+        row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=Outcome.FAILED,
                      finished_at=self.clock(), step=self.step, error=message, **self._starter())
         self._notify(row, {})
-        return RunResult(self.job.name, FAILED, self.run_id, self.step, message)
+        return RunResult(self.job.name, Outcome.FAILED, self.run_id, self.step, message)
 
     def _skipped(self, held: LockHeld) -> RunResult:
         message = f"job {self.job.name} is already running: lock {held}"
         self.log.warning("%s; skipping", message)
-        row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=SKIPPED,
+        row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=Outcome.SKIPPED,
                      finished_at=self.clock(), step="lock", error=message, **self._starter())
         try:
-            journal = Journal(self.job.state_dir)
-            journal.insert_run(row)
-            journal.close()
+            with Journal(self.job.state_dir) as journal:
+                journal.insert_run(row)
         except BackupError as exc:
             self.log.error("%s", exc)
         self._notify(row, {"holder": held.holder})
-        return RunResult(self.job.name, SKIPPED, self.run_id, "lock", message)
+        return RunResult(self.job.name, Outcome.SKIPPED, self.run_id, "lock", message)
 
     def _starter(self) -> dict:
         # Read once, at the start: every row and notification of the run names the same starter.
@@ -234,7 +233,7 @@ class Run:
         """A run of this job on this host that is still alive although we got the lock:
         its lock file was deleted or replaced under it. Then it still holds the job."""
         for r in journal.runs(self.job.name, since=time.time()):
-            if r.outcome == ACTIVE and r.host == self.host and r.pid != self.pid and is_alive(r.pid, r.started_at):
+            if r.outcome == Outcome.RUNNING and r.host == self.host and r.pid != self.pid and is_alive(r.pid, r.started_at):
                 return {"pid": r.pid, "run_id": r.run_id, "host": r.host, "started_at": iso(r.started_at)}
         return None
 
@@ -252,8 +251,8 @@ class Run:
         except BackupError as exc:
             return self._environment_failure(str(exc))
         except Interrupted as exc:
-            return RunResult(self.job.name, INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
-        outcome, error = FAILED, None
+            return RunResult(self.job.name, Outcome.INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
+        outcome, error = Outcome.FAILED, None
         try:
             self._open_run_log()
             self.log.info("run %s of job %s started (pid %d)", self.run_id, self.job.name, self.pid)
@@ -263,9 +262,9 @@ class Run:
                 self.log.error("%s", dead.error)
                 self._notify(dead, {})
             self._work()
-            outcome = SUCCESS
+            outcome = Outcome.SUCCESS
         except Interrupted as exc:
-            outcome, error = INTERRUPTED, f"interrupted by {exc.signame} during step {self.step}"
+            outcome, error = Outcome.INTERRUPTED, f"interrupted by {exc.signame} during step {self.step}"
         except BackupError as exc:
             if exc.step:
                 self.step = exc.step
@@ -277,9 +276,9 @@ class Run:
             self.log.debug("%s", traceback.format_exc())
         finally:
             self._finishing = True
-            if outcome != SUCCESS and self._backup_set is not None:
+            if outcome != Outcome.SUCCESS and self._backup_set is not None:
                 self._backup_set.abort()  # committed copies are renamed away: only partials go
-        if outcome != SUCCESS:
+        if outcome != Outcome.SUCCESS:
             self.log.error("run %s failed at step %s: %s", self.run_id, self.step, error)
             self._on_failure_hooks()
             if self.committed_on:
@@ -433,10 +432,10 @@ class Run:
         self.committed_on.append(dest)
         self.size = manifest.size
 
-    def _finish(self, outcome: str, error: str | None) -> RunResult:
+    def _finish(self, outcome: Outcome, error: str | None) -> RunResult:
         if self._lease_held is not None and self._lease_held.lost:
             self.warnings.append(self._lease_held.lost)  # another host may have run at the same time
-        step = None if outcome == SUCCESS else self.step
+        step = None if outcome == Outcome.SUCCESS else self.step
         row = RunRow(self.run_id, self.job.name, self.pid, self.host, self.started_at, outcome=outcome,
                      finished_at=self.clock(), step=step, error=error, warnings=self.warnings, bytes=self.size,
                      backup_id=self.run_id if self.committed_on else None, log_path=str(self.log_path),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from vigil.state.journal import RunRow, VerifyRow
+from vigil.state.journal import Outcome, RunRow, VerifyRow
 from vigil.timeutil import format_duration, iso
 
 OK, WARNING, CRITICAL, UNKNOWN = "OK", "WARNING", "CRITICAL", "UNKNOWN"
@@ -80,9 +80,9 @@ def _end(r: RunRow, runs: list[RunRow], now: float) -> float:
     one ended is never a duplicate.
     """
     end = r.finished_at if r.finished_at is not None else now
-    if r.outcome == "died":
+    if r.outcome == Outcome.DIED:
         takers = [o.started_at for o in runs
-                  if o.host == r.host and o.outcome != "skipped" and o.started_at > r.started_at]
+                  if o.host == r.host and o.outcome != Outcome.SKIPPED and o.started_at > r.started_at]
         end = min([end, *takers])
     return end
 
@@ -129,7 +129,7 @@ def _deadline(f: Facts, due: datetime) -> datetime:
         return deadline
     for r in f.runs:
         started = datetime.fromtimestamp(r.started_at, timezone.utc)
-        if r.outcome == "running" and due <= started <= due + f.grace:
+        if r.outcome == Outcome.RUNNING and due <= started <= due + f.grace:
             deadline = max(deadline, started + f.max_runtime)
     return deadline
 
@@ -189,13 +189,13 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
         best = next(d for d in f.destinations if d.times and d.times[0] == h.last_success_at)
         h.last_backup_bytes = best.sizes[0]
 
-    finished = [r for r in f.runs if r.outcome not in ("running", "skipped")]
-    running = [r for r in f.runs if r.outcome == "running"]
+    finished = [r for r in f.runs if r.outcome.finished]
+    running = [r for r in f.runs if r.outcome == Outcome.RUNNING]
     if finished:
         last = finished[0]
         if last.finished_at:
             h.last_run_duration = round(last.finished_at - last.started_at, 3)
-        if last.outcome in ("failed", "interrupted", "died"):
+        if last.outcome.failed:
             crit.append(f"last run {last.run_id} {last.outcome}" + (f" at step {last.step}" if last.step else "")
                         + (f": {last.error}" if last.error else ""))
         elif last.warnings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -51,19 +50,17 @@ def gather(job: Job, now: datetime) -> Facts:
     facts = Facts(job.name, max_age, job.health.max_runtime, dests, [], schedule=job.schedule.cron,
                   grace=job.health.grace, tz=local_zone())
     facts.lock_held = JobLock(job.state_dir, job.name).is_held_elsewhere()
-    if not (job.state_dir / "journal.db").exists():
+    journal = Journal.open_existing(job.state_dir)
+    if journal is None:
         return facts  # a fresh server restored from scratch: the destinations speak alone
-    journal = Journal(job.state_dir)
-    try:
+    with journal:
         facts.runs = journal.runs(job.name, since=now.timestamp() - 48 * 3600)  # running rows included
-        if not any(r.outcome not in ("running", "skipped") for r in facts.runs):
-            older = [r for r in journal.runs(job.name, limit=50) if r.outcome not in ("running", "skipped")]
+        if not any(r.outcome.finished for r in facts.runs):
+            older = [r for r in journal.runs(job.name, limit=50) if r.outcome.finished]
             facts.runs += older[:1]
         facts.verifications = journal.verifications(job.name, {d.ids[0] for d in dests if d.ids})
         cutoff = now.timestamp() - STUCK_AFTER.total_seconds()
         facts.stuck_notifications = sum(1 for m in Outbox(journal).pending(job.name) if m.created_at < cutoff)
-    finally:
-        journal.close()
     return facts
 
 
@@ -79,25 +76,16 @@ def notify_transitions(job: Job, result: JobHealth, log: logging.Logger) -> str 
     from vigil.notify import dispatch
     from vigil.notify.message import health_message
 
-    journal = Journal(job.state_dir)
-    try:
-        row = journal.db.execute("SELECT status, notified_at FROM health_state WHERE job = ?", (job.name,)).fetchone()
-        previous, notified_at = (row[0], row[1]) if row else (None, None)
+    with Journal(job.state_dir) as journal:
+        previous, notified_at = journal.health_state(job.name)
         now = time.time()
         event = transition(previous, result.status, notified_at, now, job.health.renotify)
         if event:
             msg = health_message(event, job.name, socket.gethostname(), result.status, result.reasons)
             dispatch(job, event, msg, log, journal=journal)
             notified_at = now
-        journal.db.execute(
-            "INSERT INTO health_state (job, status, reasons, changed_at, notified_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(job) DO UPDATE SET status = excluded.status, reasons = excluded.reasons,"
-            " changed_at = CASE WHEN health_state.status = excluded.status THEN health_state.changed_at"
-            " ELSE excluded.changed_at END, notified_at = excluded.notified_at",
-            (job.name, result.status, json.dumps(result.reasons), now, notified_at))
+        journal.set_health_state(job.name, result.status, result.reasons, now, notified_at)
         return event
-    finally:
-        journal.close()
 
 
 def write_textfile(job: Job, log: logging.Logger) -> None:

@@ -8,14 +8,16 @@ from dataclasses import dataclass, field
 from vigil.config.schema import Job
 from vigil.destinations.base import DamagedBackup, Destination, make_destination
 from vigil.errors import BackupError
-from vigil.state.journal import SUCCESS, Journal, RunRow
+from vigil.state.journal import Journal, Outcome, RunRow
 from vigil.actions.retention import Backup, Decision, decide
 
 PARTIAL_MAX_AGE = 24 * 3600  # an unfinished backup older than this belongs to no live run
 
 
 @dataclass
-class Outcome:
+class Pruned:
+    """What prune decided and did on one destination."""
+
     destination: str
     decisions: list[Decision]
     deleted: list[str]
@@ -25,11 +27,11 @@ class Outcome:
 
 def dead_runs(runs: list[RunRow]) -> set[str]:
     """Runs known to be over without a commit: their unfinished backups can go at once."""
-    return {r.run_id for r in runs if r.outcome in ("failed", "interrupted", "died")}
+    return {r.run_id for r in runs if r.outcome.failed}
 
 
 def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.Logger,
-                      dead: set[str] | None = None) -> Outcome:
+                      dead: set[str] | None = None) -> Pruned:
     scan = dest.scan(job.name)
     # A damaged backup is no backup to retention: it keeps nothing else alive, and is
     # never deleted by a rule (what it holds is for the operator to look at).
@@ -49,11 +51,11 @@ def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.L
                 log.info("prune %s: removing unfinished backup %s (%.1fh old)", dest.name, p.backup_id, p.age / 3600)
                 dest.delete_partial(job.name, p.backup_id)
             partials.append(p.backup_id)
-    return Outcome(dest.name, decisions, deleted, partials, scan.damaged)
+    return Pruned(dest.name, decisions, deleted, partials, scan.damaged)
 
 
 def prune_job(job: Job, dry_run: bool, log: logging.Logger, only: list[str] | None = None,
-              dead: set[str] | None = None) -> list[Outcome]:
+              dead: set[str] | None = None) -> list[Pruned]:
     """Prune every destination (or those named in `only`); raise BackupError naming a failed one."""
     outcomes, errors = [], []
     for cfg in job.destination:
@@ -70,21 +72,19 @@ def prune_job(job: Job, dry_run: bool, log: logging.Logger, only: list[str] | No
 
 def job_runs(job: Job) -> list[RunRow]:
     """The job's journal rows, newest first; none when it has no journal yet."""
-    if not (job.state_dir / "journal.db").exists():
+    journal = Journal.open_existing(job.state_dir)
+    if journal is None:
         return []
-    journal = Journal(job.state_dir)
-    try:
+    with journal:
         return journal.runs(job.name)
-    finally:
-        journal.close()
 
 
-def prune_requested(job: Job, dry_run: bool, log: logging.Logger) -> list[Outcome]:
+def prune_requested(job: Job, dry_run: bool, log: logging.Logger) -> list[Pruned]:
     """`vigil prune` of one job. Refused (BackupError) while the job's last run did not
     succeed: the backups retention would delete may be the only good ones left."""
     history = job_runs(job)
-    last = next((r for r in history if r.outcome not in ("skipped", "running")), None)
-    if last is not None and last.outcome != SUCCESS and not dry_run:
+    last = next((r for r in history if r.outcome.finished), None)
+    if last is not None and last.outcome != Outcome.SUCCESS and not dry_run:
         raise BackupError(f"not pruning: the last run ({last.run_id}) {last.outcome}; "
                           "prune after a successful run", "retention")
     return prune_job(job, dry_run, log, dead=dead_runs(history))

@@ -10,7 +10,6 @@ row counts compared with those recorded at backup time.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -128,17 +127,11 @@ def record(job: Job, copies: list[tuple[str, str, list[str]]], log: logging.Logg
         return
     now = time.time()
     try:
-        journal = Journal(job.state_dir)
-    except VigilError as exc:
+        with Journal(job.state_dir) as journal:
+            for destination, backup_id, problems in copies:
+                reason = None
+                if problems:
+                    reason = problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+                journal.record_verification(VerifyRow(job.name, backup_id, destination, not problems, reason, now))
+    except VigilError as exc:  # what verify found is printed either way
         log.warning("%s: cannot record the verify result: %s", job.name, exc)
-        return
-    try:
-        for destination, backup_id, problems in copies:
-            reason = None
-            if problems:
-                reason = problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
-            journal.record_verification(VerifyRow(job.name, backup_id, destination, not problems, reason, now))
-    except sqlite3.Error as exc:  # what verify found is printed either way
-        log.warning("%s: cannot record the verify result: %s", job.name, exc)
-    finally:
-        journal.close()

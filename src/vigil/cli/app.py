@@ -22,12 +22,12 @@ from vigil.cli import list as list_command
 from vigil.cli.common import State, log
 from vigil.errors import ConfigError, Interrupted, VigilError
 from vigil.logs import setup_logging
-from vigil.state.journal import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS
+from vigil.state.journal import Outcome
 
 USAGE = "usage"  # bad arguments or configuration: the outcome of no command
 EXIT_CODES: dict[str, int] = {
     # `vigil run` ends with its worst job's outcome; the other commands with success or failed.
-    SUCCESS: 0, SKIPPED: 75, FAILED: 1, INTERRUPTED: 1, DIED: 1,
+    Outcome.SUCCESS: 0, Outcome.SKIPPED: 75, Outcome.FAILED: 1, Outcome.INTERRUPTED: 1, Outcome.DIED: 1,
     USAGE: 2,
     # `vigil health` ends with its worst status, as a Nagios plugin does (actions/health.py's
     # statuses, spelt out: importing that module would cost every command start-up time).
@@ -99,12 +99,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def _outcome_code(args: list[str]) -> int:
     """Run the command; its exit code, from its outcome or from the error that ended it."""
-    outcome: str = FAILED
+    outcome: str = Outcome.FAILED
     try:
         result = app.main(args=args, prog_name="vigil", standalone_mode=False)
         if isinstance(result, int):
             return result  # click's own ending: --help, --version
-        outcome = result or SUCCESS  # a command with nothing to report succeeded
+        outcome = result or Outcome.SUCCESS  # a command with nothing to report succeeded
     except click.Abort:
         print("vigil: aborted", file=sys.stderr)
     except ConfigError as exc:

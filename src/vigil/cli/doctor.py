@@ -8,7 +8,7 @@ import click
 
 from vigil.cli.common import JOB, ROOT, one_job
 from vigil.cli.notify import send_tests
-from vigil.state.journal import FAILED, SUCCESS
+from vigil.state.journal import Outcome
 
 
 @click.command()
@@ -30,4 +30,4 @@ def doctor(ctx: click.Context, job: str | None, root: Path, strict: bool, test_n
             bad += f.level == PROBLEM or (strict and f.level == WARNING)
     if test_notify:
         bad += send_tests(jobs)
-    return FAILED if bad else SUCCESS
+    return Outcome.FAILED if bad else Outcome.SUCCESS

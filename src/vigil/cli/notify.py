@@ -6,7 +6,7 @@ import click
 
 from vigil.cli.common import JOB, JOBS, log, one_job, state
 from vigil.config.schema import Job
-from vigil.state.journal import FAILED, SUCCESS
+from vigil.state.journal import Outcome
 
 
 @click.group(no_args_is_help=True)
@@ -23,7 +23,7 @@ def notify_flush(ctx: click.Context, jobs: tuple[str, ...]) -> str:
 
     delivered, failed = flush(state(ctx).jobs(list(jobs), flush=False), log)
     print(f"delivered {delivered}, still queued {failed}")
-    return FAILED if failed else SUCCESS
+    return Outcome.FAILED if failed else Outcome.SUCCESS
 
 
 @notify.command("test")
@@ -31,7 +31,7 @@ def notify_flush(ctx: click.Context, jobs: tuple[str, ...]) -> str:
 @click.pass_context
 def notify_test(ctx: click.Context, job: str | None) -> str:
     """Send a test message on every channel (default: every job's) and report each result."""
-    return FAILED if send_tests(one_job(ctx, job)) else SUCCESS
+    return Outcome.FAILED if send_tests(one_job(ctx, job)) else Outcome.SUCCESS
 
 
 def send_tests(jobs: list[Job]) -> int:

@@ -9,7 +9,7 @@ import click
 from vigil.cli.common import JOB, log, one_job
 from vigil.cli.render import table
 from vigil.errors import VigilError
-from vigil.state.journal import FAILED, SUCCESS
+from vigil.state.journal import Outcome
 from vigil.timeutil import iso
 
 
@@ -38,5 +38,5 @@ def prune(ctx: click.Context, job: str | None, dry_run: bool) -> str:
                 print(f"  unfinished backup {p}: {'would remove' if dry_run else 'removed'}")
             for bad in o.damaged:
                 print(f"  damaged backup {bad.backup_id}: left in place ({bad.reason})")
-    return FAILED if failed else SUCCESS
+    return Outcome.FAILED if failed else Outcome.SUCCESS
 

@@ -9,13 +9,13 @@ import click
 
 from vigil.cli.common import JOBS, log, state
 from vigil.pipeline.progress import meter
-from vigil.state.journal import DIED, FAILED, INTERRUPTED, SKIPPED, SUCCESS
+from vigil.state.journal import Outcome
 
 if TYPE_CHECKING:
     from vigil.actions.backup import RunResult
 
 # With several jobs the worst outcome is the command's.
-SEVERITY = {SUCCESS: 0, SKIPPED: 1, FAILED: 2, INTERRUPTED: 2, DIED: 2}
+SEVERITY = {Outcome.SUCCESS: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2, Outcome.INTERRUPTED: 2, Outcome.DIED: 2}
 
 
 @click.command()
@@ -34,17 +34,17 @@ def run(ctx: click.Context, jobs: tuple[str, ...]) -> str:
             result = Run(job, log=log, notifier=notifier, meter=m).execute()
         results.append(result)
         _report(result)
-        if result.outcome == INTERRUPTED:
+        if result.outcome == Outcome.INTERRUPTED:
             break  # a signal stops the whole command, not just this job
     worst = max(results, key=lambda r: SEVERITY[r.outcome])
     return worst.outcome
 
 
 def _report(result: RunResult) -> None:
-    if result.outcome == SUCCESS:
+    if result.outcome == Outcome.SUCCESS:
         warn = f" with {len(result.warnings)} warning(s)" if result.warnings else ""
         log.info("%s: backup %s complete%s", result.job, result.backup_id, warn)
-    elif result.outcome == SKIPPED:
+    elif result.outcome == Outcome.SKIPPED:
         print(f"vigil: {result.job}: skipped: {result.error}", file=sys.stderr)
     else:
         print(f"vigil: {result.job}: {result.outcome} at step {result.step}: {result.error}", file=sys.stderr)

@@ -16,8 +16,8 @@ def journals(jobs: list[Job]) -> dict[str, Journal]:
     out: dict[str, Journal] = {}
     for j in jobs:
         key = str(j.state_dir)
-        if key not in out and (j.state_dir / "journal.db").exists():
-            out[key] = Journal(j.state_dir)
+        if key not in out and (journal := Journal.open_existing(j.state_dir)) is not None:
+            out[key] = journal
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from vigil.cli.common import JOB, ROOT, one_job, state
-from vigil.state.journal import FAILED, SUCCESS
+from vigil.state.journal import Outcome
 
 
 @click.group(no_args_is_help=True)
@@ -41,7 +41,7 @@ def schedule_install(ctx: click.Context, job: str | None, systemd: bool, root: P
             print(f"wrote {path}")
         if done.timers:
             print(f"enable it with: systemctl daemon-reload && systemctl enable --now {' '.join(done.timers)}")
-    return FAILED if failed else SUCCESS
+    return Outcome.FAILED if failed else Outcome.SUCCESS
 
 
 @schedule.command("show")

@@ -6,7 +6,7 @@ import click
 
 from vigil.cli.common import JOB, log, state
 from vigil.pipeline.progress import meter
-from vigil.state.journal import FAILED, SUCCESS
+from vigil.state.journal import Outcome
 
 
 @click.command()
@@ -36,4 +36,4 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
         print(f"{backups} backup(s) checked, {problems} problem(s) found")
     else:
         print("backup intact" if not problems else f"{problems} problem(s) found")
-    return FAILED if problems else SUCCESS
+    return Outcome.FAILED if problems else Outcome.SUCCESS

@@ -106,10 +106,10 @@ def flush(jobs: list[Job], log: logging.Logger, attempts: int = ATTEMPTS) -> tup
         by_dir.setdefault(str(job.state_dir), []).append(job)
     for jobs_here in by_dir.values():
         state_dir = jobs_here[0].state_dir
-        if not (state_dir / "journal.db").exists():
+        journal = Journal.open_existing(state_dir)
+        if journal is None:
             continue
-        journal = Journal(state_dir)
-        try:
+        with journal:
             outbox = Outbox(journal)
             names = {j.name: j for j in jobs_here}
             for job in jobs_here:
@@ -134,8 +134,6 @@ def flush(jobs: list[Job], log: logging.Logger, attempts: int = ATTEMPTS) -> tup
                 failed += len(items) - done
                 if ok:
                     log.info("delivered %d queued notification(s)", done)
-        finally:
-            journal.close()
     return delivered, failed
 
 

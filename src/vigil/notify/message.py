@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from vigil.sizes import human_size
-from vigil.state.journal import RunRow
+from vigil.state.journal import Outcome, RunRow
 from vigil.timeutil import format_duration, iso
 
-OUTCOME_EVENT = {"success": "success", "failed": "failure", "interrupted": "failure", "died": "failure",
-                 "skipped": "skipped"}
+OUTCOME_EVENT = {Outcome.SUCCESS: "success", Outcome.FAILED: "failure", Outcome.INTERRUPTED: "failure",
+                 Outcome.DIED: "failure", Outcome.SKIPPED: "skipped"}
 SUBJECT_WORD = {"success": "OK", "failure": "FAILED", "skipped": "SKIPPED", "unhealthy": "UNHEALTHY",
                 "recovered": "RECOVERED", "test": "TEST"}
 SUBJECT_MAX = 200
@@ -25,7 +25,7 @@ def run_message(row: RunRow, extra: dict[str, Any]) -> dict[str, Any]:
     event = OUTCOME_EVENT[row.outcome]
     committed = extra.get("committed_on") or []
     duration = (row.finished_at - row.started_at) if row.finished_at else None
-    if row.outcome == "success":
+    if row.outcome == Outcome.SUCCESS:
         summary = f"backup {row.backup_id} complete ({human_size(row.bytes)} in {format_duration(duration or 0)})"
         if row.warnings:
             summary += f", {len(row.warnings)} warning(s)"
@@ -37,7 +37,7 @@ def run_message(row: RunRow, extra: dict[str, Any]) -> dict[str, Any]:
         f"Run:       {row.run_id} (pid {row.pid})",
         f"Outcome:   {row.outcome}",
     ]
-    if row.outcome != "success":
+    if row.outcome != Outcome.SUCCESS:
         lines.append(f"Step:      {row.step or '-'}")
         lines.append(f"Error:     {row.error or '-'}")
     lines += [
@@ -45,7 +45,7 @@ def run_message(row: RunRow, extra: dict[str, Any]) -> dict[str, Any]:
         f"Duration:  {format_duration(duration) if duration is not None else '-'}",
         f"Size:      {human_size(row.bytes)}",
     ]
-    if row.outcome != "skipped":
+    if row.outcome != Outcome.SKIPPED:
         lines.append(f"Committed: {', '.join(committed) if committed else 'nothing was committed'}")
     if row.started_by:
         # Who started the run: two different starters in two mails are a duplicate schedule.

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import time
+from enum import StrEnum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -71,9 +72,29 @@ CREATE TABLE IF NOT EXISTS health_state (
 );
 """
 
-ACTIVE = "running"
-# A finished attempt's outcome (SPEC §1, `runs --json`).
-SUCCESS, FAILED, SKIPPED, INTERRUPTED, DIED = "success", "failed", "skipped", "interrupted", "died"
+
+
+class Outcome(StrEnum):
+    """How an attempt of a job stands (SPEC §1, `runs --json`): the journal stores these words."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+    DIED = "died"
+
+    @property
+    def finished(self) -> bool:
+        """An attempt that did its work and ended: neither still running nor skipped at the lock."""
+        return self not in (Outcome.RUNNING, Outcome.SKIPPED)
+
+    @property
+    def failed(self) -> bool:
+        """Ended without a complete backup: failed, interrupted or died."""
+        return self in (Outcome.FAILED, Outcome.INTERRUPTED, Outcome.DIED)
+
+
 # Journals written by older versions are upgraded in place on open: each entry
 # brings a journal from version N-1 (its index) to N. Only additive changes.
 MIGRATIONS: list[list[str]] = [
@@ -92,7 +113,7 @@ class RunRow:
     pid: int
     host: str
     started_at: float
-    outcome: str = ACTIVE
+    outcome: Outcome = Outcome.RUNNING
     finished_at: float | None = None
     step: str | None = None
     error: str | None = None
@@ -102,6 +123,9 @@ class RunRow:
     started_by: str | None = None
     started_by_chain: list[str] = field(default_factory=list)
     log_path: str | None = None
+
+    def __post_init__(self) -> None:
+        self.outcome = Outcome(self.outcome)  # a row read back or built from plain words
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,8 +203,36 @@ class Journal:
                         raise
         self.db.execute(f"PRAGMA user_version = {VERSION}")
 
+    @classmethod
+    def open_existing(cls, state_dir: Path) -> "Journal | None":
+        """The journal of a state dir for a reader; None where no run has written one yet
+        (a reader never creates it: a fresh server restored from scratch has none)."""
+        return cls(state_dir) if (state_dir / "journal.db").exists() else None
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.db.close()
+
+    # --- health transitions (`health --notify`) ----------------------------------
+
+    def health_state(self, job: str) -> tuple[str | None, float | None]:
+        """The job's last evaluated status and when it was last notified."""
+        row = self.db.execute("SELECT status, notified_at FROM health_state WHERE job = ?", (job,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_health_state(self, job: str, status: str, reasons: list[str], now: float,
+                         notified_at: float | None) -> None:
+        self.db.execute(
+            "INSERT INTO health_state (job, status, reasons, changed_at, notified_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(job) DO UPDATE SET status = excluded.status, reasons = excluded.reasons,"
+            " changed_at = CASE WHEN health_state.status = excluded.status THEN health_state.changed_at"
+            " ELSE excluded.changed_at END, notified_at = excluded.notified_at",
+            (job, status, json.dumps(reasons), now, notified_at))
 
     # --- runs --------------------------------------------------------------------
 
@@ -229,17 +281,17 @@ class Journal:
         rows = [
             _row(r)
             for r in self.db.execute(
-                "SELECT * FROM runs WHERE job = ? AND host = ? AND outcome = ?", (job, host, ACTIVE)
+                "SELECT * FROM runs WHERE job = ? AND host = ? AND outcome = ?", (job, host, Outcome.RUNNING)
             )
             if r["run_id"] not in alive
         ]
         now = time.time()
         for r in rows:
-            r.outcome, r.finished_at = DIED, now
+            r.outcome, r.finished_at = Outcome.DIED, now
             r.error = f"run {r.run_id} (pid {r.pid}) died without finishing (killed, OOM or power loss) during step {r.step or 'start'}"
             self.db.execute(
                 "UPDATE runs SET outcome = 'died', finished_at = ?, error = ? WHERE run_id = ? AND outcome = ?",
-                (now, r.error, r.run_id, ACTIVE),
+                (now, r.error, r.run_id, Outcome.RUNNING),
             )
         return rows
 
@@ -263,10 +315,13 @@ class Journal:
     # --- verify results -------------------------------------------------------------
 
     def record_verification(self, row: VerifyRow) -> None:
-        self.db.execute(
-            "INSERT INTO verifications (job, backup_id, destination, ok, reason, verified_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (row.job, row.backup_id, row.destination, int(row.ok), row.reason, row.verified_at))
+        try:
+            self.db.execute(
+                "INSERT INTO verifications (job, backup_id, destination, ok, reason, verified_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (row.job, row.backup_id, row.destination, int(row.ok), row.reason, row.verified_at))
+        except sqlite3.Error as exc:
+            raise BackupError(f"journal {self.path}: cannot record a verify result: {exc}") from None
 
     def verifications(self, job: str, backup_ids: "set[str]") -> list[VerifyRow]:
         """The verify results of these backups of the job, newest first."""

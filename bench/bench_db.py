@@ -30,9 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from bench_backup import default_vigil, machine_cpu, precompile, timed  # noqa: E402
+from dbservers import MY_PASSWORD, PG_PASSWORD, _pg_bin, start_mariadb, start_postgres  # noqa: E402
+
 from vigil.config.schema import load_job_file  # noqa: E402
 from vigil.sources.db.mysql import DUMP_OPTIONS, Mysql  # noqa: E402
-from dbservers import MY_PASSWORD, PG_PASSWORD, _pg_bin, start_mariadb, start_postgres  # noqa: E402
 
 PG_FILL = """
 CREATE TABLE orders (id bigint PRIMARY KEY, customer text, email text, address text, amount_cents integer,
@@ -116,7 +117,7 @@ def main() -> None:
     print(f"{args.rows} orders; {args.repeat} rounds after a warm-up, medians:")
     for kind, (size, t) in results.items():
         base, ours = statistics.median(t["base"]), statistics.median(t["vigil"])
-        paired = statistics.median(v / b for v, b in zip(t["vigil"], t["base"]))
+        paired = statistics.median(v / b for v, b in zip(t["vigil"], t["base"], strict=False))
         print(f"  {kind:<9} database {size / 1e6:.0f} MB: dump | zstd -T0 -3 {base:.2f} s, vigil run {ours:.2f} s,"
               f" ratio {ours / base:.2f} (target <= 1.1), paired {paired:.2f};"
               f" machine CPU {statistics.median(t['base_cpu']):.2f} vs {statistics.median(t['vigil_cpu']):.2f} s;"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_backup import tree_bench, timed  # noqa: E402
+from bench_backup import timed, tree_bench  # noqa: E402
 
 
 def main() -> None:

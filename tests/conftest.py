@@ -102,7 +102,6 @@ def slow_tree(app_tree: Path) -> Path:
 def s3_server():
     """moto in server mode on 127.0.0.1: the same HTTP code path as a real store."""
     from moto.server import ThreadedMotoServer
-
     from servers import free_port
 
     port = free_port()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 VIGIL = shutil.which("vigil", path=str(Path(sys.executable).parent)) or shutil.which("vigil")
 

@@ -11,8 +11,9 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from vigil.errors import TransientError
 

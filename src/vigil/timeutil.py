@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import overload
 
 _DURATION = re.compile(r"(?:\d+[wdhms])+")
 _DURATION_PART = re.compile(r"(\d+)([wdhms])")
@@ -14,20 +15,28 @@ MAX_DURATION = timedelta(days=36500)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
+
+
+@overload
+def iso(ts: float | datetime) -> str: ...
+@overload
+def iso(ts: None) -> None: ...
+@overload
+def iso(ts: float | datetime | None) -> str | None: ...
 
 
 def iso(ts: float | datetime | None) -> str | None:
     """ISO 8601 UTC with millisecond precision and a trailing Z."""
     if ts is None:
         return None
-    dt = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    dt = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, UTC)
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def parse_duration(text: str) -> timedelta:

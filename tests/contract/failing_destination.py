@@ -3,7 +3,7 @@ the fan-out (BackupSet) drops only it and the others still commit."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from memory_destination import MemoryDestination, _Sink, _Writer
 

@@ -7,11 +7,19 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Iterator
 
 from vigil.destinations.base import (
-    BackupWriter, DamagedBackup, Destination, Partial, Scan, artifact_name, newest_first, parse_manifest, plain_path,
+    BackupWriter,
+    DamagedBackup,
+    Destination,
+    Partial,
+    Scan,
+    artifact_name,
+    newest_first,
+    parse_manifest,
+    plain_path,
 )
 from vigil.errors import BackupError
 from vigil.formats.manifest import MANIFEST

@@ -9,20 +9,21 @@ module plus one entry in CASES.
 
 from __future__ import annotations
 
-import json
 import hashlib
+import json
 import logging
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import zstandard
-
 from dbservers import MY_PASSWORD, PG_PASSWORD
 from helpers import flip_byte, tree_listing, vigil
+
 from vigil.config.schema import load_config
 from vigil.destinations.base import make_destination
 from vigil.errors import ConfigError, Damaged, VigilError

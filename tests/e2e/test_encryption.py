@@ -8,7 +8,13 @@ import textwrap
 from pathlib import Path
 
 from helpers import (
-    age_decrypt_with_passphrase, age_keygen, committed, files_and_sqlite, tree_listing, vigil, vigil_json,
+    age_decrypt_with_passphrase,
+    age_keygen,
+    committed,
+    files_and_sqlite,
+    tree_listing,
+    vigil,
+    vigil_json,
 )
 
 

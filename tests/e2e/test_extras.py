@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from helpers import files_job_body, vigil
 
 # Loaded by Python at start-up from PYTHONPATH: the import system then finds these

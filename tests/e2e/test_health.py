@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from helpers import VIGIL, committed, email_notify, files_job_body, flip_byte, vigil, wait_for_step
@@ -115,7 +115,7 @@ def daily_at(t: datetime) -> str:
 
 def test_a_missed_scheduled_backup_is_critical_once_grace_has_passed(tmp_path, make_job, app_tree):
     dest, utc = tmp_path / "backups", {"TZ": "UTC"}  # cron reads the schedule in the host's zone
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     missed = now - timedelta(hours=3, minutes=5)  # today's run, due 3h05m ago, never happened
     job = make_job(files_job_body(app_tree, dest) + daily_at(missed))
     vigil("run", config=job, check=0)

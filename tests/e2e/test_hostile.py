@@ -9,7 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from helpers import vigil, vigil_json
 from hostile import BACKUP_ID, GOOD_FILES, archive, good_archive, index_bytes, index_line, raw_member, write_backup
 

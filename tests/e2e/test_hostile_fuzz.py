@@ -16,19 +16,20 @@ import shutil
 import signal
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import zstandard
+from hostile import BACKUP_ID, archive, index_bytes, index_line, raw_member
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from hostile import BACKUP_ID, archive, index_bytes, index_line, raw_member
-from vigil.config.schema import load_config
-from vigil.errors import VigilError
 from vigil.actions.restore import restore
 from vigil.actions.verify import Verifier
+from vigil.config.schema import load_config
+from vigil.errors import VigilError
 
 EXAMPLES = int(os.environ.get("VIGIL_FUZZ_EXAMPLES", "150"))
 FUZZING = "VIGIL_FUZZ_EXAMPLES" in os.environ

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-
 from helpers import VIGIL, appending, committed, email_notify, files_job_body, vigil, vigil_json, wait_for_step
 from servers import SMTP_PASSWORD, free_port
 

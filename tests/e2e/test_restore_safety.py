@@ -8,12 +8,11 @@ import sqlite3
 import stat
 import tarfile
 import textwrap
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from helpers import committed, files_job_body, flip_byte, tree_listing, vigil
 from test_restore_verify import BACKUP_ID, craft_backup, member
 

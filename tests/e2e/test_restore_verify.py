@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import zstandard
-
 from helpers import appending, committed, files_job_body, flip_byte, remove_deep_tree, tree_listing, vigil, vigil_json
 
 BACKUP_ID = "20260101T000000Z-abcdef"

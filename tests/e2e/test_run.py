@@ -18,9 +18,19 @@ from pathlib import Path
 
 import pytest
 import zstandard
-
-from helpers import (VIGIL, appending, committed, email_notify, files_and_sqlite, files_job_body, flip_byte,
-                     tree_listing, vigil, vigil_json, wait_for_step)
+from helpers import (
+    VIGIL,
+    appending,
+    committed,
+    email_notify,
+    files_and_sqlite,
+    files_job_body,
+    flip_byte,
+    tree_listing,
+    vigil,
+    vigil_json,
+    wait_for_step,
+)
 
 
 def extract_with_tar(archive: Path, into: Path, tar: str = "tar") -> None:

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import zstandard
-
 from helpers import VIGIL, age_keygen, committed, files_and_sqlite, tree_listing, vigil, vigil_json, wait_for_step
 
 

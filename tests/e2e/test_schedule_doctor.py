@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import VIGIL, files_job_body, vigil
 
 LEGACY = "/var/www/api-gateway/scripts/backup-run.sh"

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
-
-from helpers import VIGIL, age_keygen, committed, vigil, vigil_json, wait_for_step
 from dbservers import MY_PASSWORD, PG_PASSWORD
+from helpers import VIGIL, age_keygen, committed, vigil, vigil_json, wait_for_step
 from servers import free_port
 
 

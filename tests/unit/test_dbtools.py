@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from vigil.errors import BackupError
-from vigil.sources.db.process import Child, tool_env, feed
+from vigil.sources.db.process import Child, feed, tool_env
 
 
 def test_a_dump_runs_up_to_a_mebibyte_ahead_of_its_reader():

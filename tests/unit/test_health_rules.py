@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vigil.actions.health import (
-    CRITICAL, OK, WARNING, Facts, JobHealth, Newest, evaluate, render_nagios, render_prometheus, transition,
+    CRITICAL,
+    OK,
+    WARNING,
+    Facts,
+    JobHealth,
+    Newest,
+    evaluate,
+    render_nagios,
+    render_prometheus,
+    transition,
 )
 from vigil.state.journal import RunRow, VerifyRow
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 T = NOW.timestamp()
 
 
@@ -88,7 +98,7 @@ def test_sequential_histories_never_warn_of_duplicates(gaps) -> None:
         start = t + gap
         runs.append(run(i, start, start + length))
         t = start + length
-    h = evaluate(facts(runs=runs[::-1]), datetime.fromtimestamp(max(T, t + 1), timezone.utc))
+    h = evaluate(facts(runs=runs[::-1]), datetime.fromtimestamp(max(T, t + 1), UTC))
     assert not any("overlapped" in r for r in h.reasons)
 
 
@@ -104,7 +114,7 @@ def test_a_start_inside_another_run_is_always_seen(gaps, which, into) -> None:
     start = host.started_at + into * (host.finished_at - host.started_at)
     runs.append(run(99, start, start, "skipped", by="duplicate-starter"))
     h = evaluate(facts(runs=sorted(runs, key=lambda r: -r.started_at)),
-                 datetime.fromtimestamp(max(T, t + 1), timezone.utc))
+                 datetime.fromtimestamp(max(T, t + 1), UTC))
     assert any("overlapped" in r and "duplicate-starter" in r for r in h.reasons)
 
 
@@ -159,11 +169,11 @@ def test_prometheus_exposition_parses() -> None:
 # --- the schedule's grace window ----------------------------------------------------------
 
 
-def at(*args: int, tz=timezone.utc) -> datetime:
+def at(*args: int, tz=UTC) -> datetime:
     return datetime(*args, tzinfo=tz)
 
 
-def scheduled(newest: datetime, cron: str = "0 19 * * *", runs=(), tz=timezone.utc, **kw) -> Facts:
+def scheduled(newest: datetime, cron: str = "0 19 * * *", runs=(), tz=UTC, **kw) -> Facts:
     dest = Newest("local", times=[newest], sizes=[100], ids=["newest"])
     return Facts(job="api", max_age=None, max_runtime=timedelta(hours=6), destinations=[dest], runs=list(runs),
                  schedule=cron, grace=timedelta(hours=3), tz=tz, **kw)
@@ -192,8 +202,8 @@ def test_a_three_hourly_schedule() -> None:
 def test_the_schedule_is_read_in_the_hosts_zone() -> None:
     berlin = ZoneInfo("Europe/Berlin")  # 19:00 in Berlin is 18:00 UTC in November
     f = scheduled(at(2026, 11, 25, 19, 0, 5, tz=berlin), tz=berlin)
-    assert evaluate(f, at(2026, 11, 26, 20, 59, tz=timezone.utc)).status == OK
-    late = evaluate(f, at(2026, 11, 26, 21, 0, 6, tz=timezone.utc))
+    assert evaluate(f, at(2026, 11, 26, 20, 59, tz=UTC)).status == OK
+    late = evaluate(f, at(2026, 11, 26, 21, 0, 6, tz=UTC))
     assert late.status == CRITICAL and "due at 2026-11-26 19:00:00 CET" in late.reasons[0]
 
 

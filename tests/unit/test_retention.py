@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from vigil.config.schema import Retention
 from vigil.actions.retention import Backup, decide
+from vigil.config.schema import Retention
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def hourly_year(end: datetime) -> list[Backup]:

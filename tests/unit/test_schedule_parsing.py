@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 from croniter import croniter
 
-from vigil.config.schema import Job, parse_job
 from vigil.actions.schedule import cron_to_on_calendar, runs_job
+from vigil.config.schema import Job, parse_job
 from vigil.formats.calendar import Calendar
 
 

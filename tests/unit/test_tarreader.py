@@ -9,10 +9,10 @@ import subprocess
 import tarfile
 
 import pytest
+from hostile import archive, raw_member
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostile import archive, raw_member
 from vigil.formats.tarreader import TarFormatError, TarStream
 
 
@@ -60,7 +60,7 @@ def test_reads_what_tarfile_writes(fmt: int, step: int | None) -> None:
     # Skipping contents unread lands on the same members.
     assert [m[:6] for m in members_of(buf.getvalue(), step, read_content=False)] == \
         [m[:6] for m in members_of(buf.getvalue(), step)]
-    for name, data, kw in entries:
+    for name, data, _ in entries:
         assert got[name][6] == (data or b"")
         assert got[name][2] == 0o640
     assert got["ln"][4] == "a.txt" and got["hard"][4] == "a.txt"
@@ -126,7 +126,7 @@ def _read_everything(data: bytes) -> None:
     tar = TarStream(io.BytesIO(data))
     for m in tar:
         b"".join(tar.content())
-        (m.mode, m.uid, m.gid, m.mtime, m.linkname, m.uname, m.gname)
+        _ = (m.mode, m.uid, m.gid, m.mtime, m.linkname, m.uname, m.gname)
 
 
 @pytest.mark.parametrize("member, says", [

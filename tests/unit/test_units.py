@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tarfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vigil.formats import tarheader as th
 from vigil.formats.manifest import Artifact, Manifest, ManifestError, is_backup_id, new_backup_id
@@ -77,7 +78,7 @@ def test_fast_header_is_byte_identical_to_tarfile() -> None:
 
 
 def test_backup_ids_sort_by_time_and_never_collide() -> None:
-    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     ids = {new_backup_id(now) for _ in range(2000)}
     assert len(ids) > 1990  # 16M space: a collision in 2000 draws is ~10% likely; more than a few is a bug
     assert all(i.startswith("20260102T030405Z-") and is_backup_id(i) for i in ids)

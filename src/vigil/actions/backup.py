@@ -14,27 +14,28 @@ import signal
 import socket
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from vigil import __version__
-from vigil.pipeline import crypto
-from vigil.config.schema import Job
+from vigil.actions.hooks import run_hooks
+from vigil.actions.monitor import write_textfile
+from vigil.actions.prune import dead_runs, prune_job
+from vigil.children import protect_secrets
+from vigil.config.schema import Job, LocalDestination
 from vigil.destinations.base import BackupWriter, Destination, make_destination, space_needed
 from vigil.errors import BackupError, ConfigError, Interrupted
-from vigil.actions.hooks import run_hooks
-from vigil.children import protect_secrets
+from vigil.formats.manifest import Manifest, new_backup_id
+from vigil.pipeline import crypto
+from vigil.pipeline.backupset import BackupSet
+from vigil.pipeline.progress import NO_PROGRESS, Meter
+from vigil.sources.base import Source, SourceContext, make_source
 from vigil.state.journal import Journal, Outcome, RunRow
 from vigil.state.lock import JobLock, LockHeld, S3Lease, is_alive
-from vigil.formats.manifest import Manifest, new_backup_id
-from vigil.actions.monitor import write_textfile
-from vigil.pipeline.progress import NO_PROGRESS, Meter
-from vigil.actions.prune import dead_runs, prune_job
-from vigil.sources.base import Source, SourceContext, make_source
-from vigil.pipeline.backupset import BackupSet
 from vigil.timeutil import iso, utcnow
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -63,7 +64,7 @@ class RunResult:
 
 def parent_chain(pid: int | None = None, depth: int = 4) -> list[str]:
     """Command lines of our ancestors: who started this run (cron, systemd, a shell)."""
-    chain = []
+    chain: list[str] = []
     pid = os.getppid() if pid is None else pid
     while pid > 0 and len(chain) < depth:
         try:
@@ -97,7 +98,7 @@ class Run:
         self._finishing = False
         self._signal: str | None = None
         self._log_handler: logging.Handler | None = None
-        self._started_by: dict | None = None
+        self._started_by: dict[str, Any] | None = None
         self._backup_set: BackupSet | None = None
         self._hooks_started = False
         self._lease_held: S3Lease | None = None
@@ -144,7 +145,8 @@ class Run:
             except OSError as exc:
                 return self._environment_failure(f"cannot take lock {lock.path}: {exc.strerror}")
             except Interrupted as exc:
-                return RunResult(self.job.name, Outcome.INTERRUPTED, self.run_id, "lock", f"interrupted by {exc.signame}")
+                return RunResult(self.job.name, Outcome.INTERRUPTED, self.run_id, "lock",
+                                 f"interrupted by {exc.signame}")
             try:
                 lease = self._lease()
             except LockHeld as held:
@@ -198,7 +200,7 @@ class Run:
         self._notify(row, {"holder": held.holder})
         return RunResult(self.job.name, Outcome.SKIPPED, self.run_id, "lock", message)
 
-    def _starter(self) -> dict:
+    def _starter(self) -> dict[str, Any]:
         # Read once, at the start: every row and notification of the run names the same starter.
         if self._started_by is None:
             chain = parent_chain()
@@ -233,7 +235,8 @@ class Run:
         """A run of this job on this host that is still alive although we got the lock:
         its lock file was deleted or replaced under it. Then it still holds the job."""
         for r in journal.runs(self.job.name, since=time.time()):
-            if r.outcome == Outcome.RUNNING and r.host == self.host and r.pid != self.pid and is_alive(r.pid, r.started_at):
+            if (r.outcome == Outcome.RUNNING and r.host == self.host and r.pid != self.pid
+                    and is_alive(r.pid, r.started_at)):
                 return {"pid": r.pid, "run_id": r.run_id, "host": r.host, "started_at": iso(r.started_at)}
         return None
 
@@ -397,7 +400,7 @@ class Run:
         for dest in destinations:
             self._enter(f"destination:{dest.name}")
             writers[dest.name] = dest.begin(self.job.name, self.run_id)
-        ctx.skip_dirs.update(_dir_ids([d.path for d in self.job.destination if d.type == "local"]
+        ctx.skip_dirs.update(_dir_ids([d.path for d in self.job.destination if isinstance(d, LocalDestination)]
                                       + [self.job.state_dir]))
         for source in sources:
             self._enter(f"source:{source.name}")
@@ -454,7 +457,7 @@ class Run:
         return RunResult(self.job.name, outcome, self.run_id, step, error, row.backup_id, self.warnings,
                          self.committed_on)
 
-    def _notify(self, row: RunRow, extra: dict) -> None:
+    def _notify(self, row: RunRow, extra: dict[str, Any]) -> None:
         if self.notifier is None:
             return
         try:

@@ -12,17 +12,16 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
-from vigil.config.schema import Job
+from vigil.actions.schedule import Entry, VigilCall, audit, audit_verify, entry_calls, located, same_minute
+from vigil.config.schema import Job, LocalDestination, S3Destination
 from vigil.destinations.base import make_destination, space_needed
 from vigil.errors import VigilError
 from vigil.sources.base import OK, PROBLEM, WARNING, SourceContext, make_source
-from vigil.actions.schedule import Entry, VigilCall, audit, audit_verify, entry_calls, located, same_minute
-
 
 
 @dataclass
@@ -44,7 +43,8 @@ def _literal_secrets(job: Job) -> Iterator[tuple[str, str, str]]:
     for kind, item in [("source", s) for s in job.source] + [("notify", n) for n in job.notify]:
         if getattr(item, "password", None):
             yield f"{kind} {item.name}", "literal password", "use password_env or password_file"
-        if getattr(item, "dsn", None) and parse_dsn(item.dsn)[1] is not None:
+        dsn = getattr(item, "dsn", None)
+        if isinstance(dsn, str) and parse_dsn(dsn)[1] is not None:
             yield f"{kind} {item.name}", "password in dsn", "drop it from dsn; use password_env or password_file"
         for header in getattr(item, "headers", {}):
             if _SECRET_HEADER.search(header):
@@ -109,7 +109,7 @@ def _destinations(job: Job) -> Iterator[Finding]:
         try:
             newest = dest.list(job.name)[:1]
             need = space_needed(newest[0].size if newest else None)
-            if cfg.type == "local":
+            if isinstance(cfg, LocalDestination):
                 root = cfg.path if cfg.path.exists() else next((p for p in cfg.path.parents if p.exists()), Path("/"))
                 if not os.access(root, os.W_OK | os.X_OK):
                     yield Finding(PROBLEM, "destination", f"{cfg.name}: {cfg.path} is not writable",
@@ -138,7 +138,7 @@ def _lock(job: Job) -> Iterator[Finding]:
     """The s3 lease needs conditional writes: probe that the store refuses a second create."""
     if job.lock.backend != "s3":
         return
-    cfg = next(d for d in job.destination if d.name == job.lock.destination)
+    cfg = next(d for d in job.destination if isinstance(d, S3Destination) and d.name == job.lock.destination)
     key = f"{cfg.prefix}{job.name}/locks/doctor-probe"
     try:
         s3 = make_destination(cfg).s3  # type: ignore[attr-defined]
@@ -162,7 +162,7 @@ def _lock(job: Job) -> Iterator[Finding]:
 
 
 def _notifications(job: Job) -> Iterator[Finding]:
-    failure = [n.name for n in job.notify if "failure" in n.on]
+    failure = [str(n.name) for n in job.notify if "failure" in n.on]
     if not failure:
         yield Finding(PROBLEM, "notify", "no notification channel receives failures: a failed backup is silent",
                       'add a [[notify]] channel with on = ["failure", ...]')
@@ -229,10 +229,11 @@ def _schedule_paths(job: Job, root: Path, entry: Entry, calls: list[VigilCall]) 
 
 
 def _health(job: Job) -> Iterator[Finding]:
-    from vigil.actions.health import CRITICAL, OK as HEALTHY
+    from vigil.actions.health import CRITICAL
+    from vigil.actions.health import OK as HEALTHY
     from vigil.actions.monitor import check
 
-    result = check(job, datetime.now(timezone.utc))
+    result = check(job, datetime.now(UTC))
     if result.status == HEALTHY:
         yield Finding(OK, "health", "health is OK")
     else:
@@ -242,7 +243,8 @@ def _health(job: Job) -> Iterator[Finding]:
 
 def diagnose(job: Job, root: Path) -> list[Finding]:
     findings = [Finding(OK, "config", f"{job.config_path} is valid")]
-    for check in (_secrets, _state_dir, _state_dir_modes, _destinations, _tools, _lock, _notifications, _retention, _health):
+    for check in (_secrets, _state_dir, _state_dir_modes, _destinations, _tools, _lock, _notifications, _retention,
+                  _health):
         findings.extend(check(job))
     findings.extend(_schedules(job, root))
     return findings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from vigil.state.journal import Outcome, RunRow, VerifyRow
@@ -50,7 +50,7 @@ class Facts:
     journal_error: str | None = None
     schedule: str | None = None  # the cron expression of [schedule]
     grace: timedelta = DEFAULT_GRACE
-    tz: tzinfo = timezone.utc  # the zone cron reads the schedule in (the host's)
+    tz: tzinfo = UTC  # the zone cron reads the schedule in (the host's)
     verifications: list[VerifyRow] = field(default_factory=list)  # newest first
 
 
@@ -110,7 +110,8 @@ def next_due(cron: str, after: datetime, tz: tzinfo) -> datetime:
     """The first time the schedule fires strictly after `after`, read in the host's zone as cron does."""
     from croniter import croniter  # only for jobs that have a schedule
 
-    return croniter(cron, after.astimezone(tz)).get_next(datetime)
+    due: datetime = croniter(cron, after.astimezone(tz)).get_next(datetime)
+    return due
 
 
 def _at(t: datetime, tz: tzinfo) -> str:
@@ -128,7 +129,7 @@ def _deadline(f: Facts, due: datetime) -> datetime:
     if not f.lock_held:
         return deadline
     for r in f.runs:
-        started = datetime.fromtimestamp(r.started_at, timezone.utc)
+        started = datetime.fromtimestamp(r.started_at, UTC)
         if r.outcome == Outcome.RUNNING and due <= started <= due + f.grace:
             deadline = max(deadline, started + f.max_runtime)
     return deadline
@@ -277,7 +278,7 @@ def render_prometheus(results: list[JobHealth]) -> str:
     for name, help_, get in metrics:
         out += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
         for r in results:
-            value = get(r)
+            value = get(r)  # type: ignore[no-untyped-call]
             if value is not None:
                 out.append(f'{name}{{job="{_label(r.job)}"}} {value}')
     return "\n".join(out) + "\n"

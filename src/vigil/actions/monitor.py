@@ -7,14 +7,22 @@ import os
 import socket
 import tempfile
 import time
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 
+from vigil.actions.health import (
+    DEFAULT_MAX_AGE,
+    STUCK_AFTER,
+    UNKNOWN,
+    Facts,
+    JobHealth,
+    Newest,
+    evaluate,
+    render_prometheus,
+    transition,
+)
 from vigil.config.schema import Job
 from vigil.destinations.base import make_destination
 from vigil.errors import VigilError
-from vigil.actions.health import (
-    DEFAULT_MAX_AGE, STUCK_AFTER, UNKNOWN, Facts, JobHealth, Newest, evaluate, render_prometheus, transition,
-)
 from vigil.state.journal import Journal, Outbox
 from vigil.state.lock import JobLock
 
@@ -23,7 +31,8 @@ def local_zone() -> tzinfo:
     """The host's time zone, DST included: cron and systemd timers fire in it."""
     from dateutil.tz import tzlocal  # croniter's own dependency
 
-    return tzlocal()
+    zone: tzinfo = tzlocal()
+    return zone
 
 
 def gather(job: Job, now: datetime) -> Facts:
@@ -93,7 +102,7 @@ def write_textfile(job: Job, log: logging.Logger) -> None:
     path = job.metrics.textfile
     if path is None:
         return
-    text = render_prometheus([check(job, datetime.now(timezone.utc))])
+    text = render_prometheus([check(job, datetime.now(UTC))])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".vigil-", dir=path.parent)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from vigil.actions.retention import Backup, Decision, decide
 from vigil.config.schema import Job
 from vigil.destinations.base import DamagedBackup, Destination, make_destination
 from vigil.errors import BackupError
 from vigil.state.journal import Journal, Outcome, RunRow
-from vigil.actions.retention import Backup, Decision, decide
 
 PARTIAL_MAX_AGE = 24 * 3600  # an unfinished backup older than this belongs to no live run
 

@@ -11,9 +11,9 @@ newest backup is always kept; an empty policy keeps everything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from vigil.config.schema import Retention
@@ -22,7 +22,7 @@ RULES: list[tuple[str, Callable[[datetime], str]]] = [
     ("last", lambda t: t.isoformat()),  # every backup is its own period
     ("hourly", lambda t: t.strftime("%Y-%m-%d %H")),
     ("daily", lambda t: t.strftime("%Y-%m-%d")),
-    ("weekly", lambda t: "%d-W%02d" % t.isocalendar()[:2]),
+    ("weekly", lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
     ("monthly", lambda t: t.strftime("%Y-%m")),
     ("yearly", lambda t: t.strftime("%Y")),
 ]

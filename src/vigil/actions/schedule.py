@@ -20,14 +20,14 @@ import re
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from vigil.config.schema import Job
-from vigil.formats.calendar import KEYWORDS, Calendar, parse_cron, verify_every_cron
 from vigil.errors import ConfigError
+from vigil.formats.calendar import KEYWORDS, Calendar, parse_cron, verify_every_cron
 
 MARKER = "# Written by vigil schedule install"
 CRON_D_NAME = re.compile(r"[A-Za-z0-9_-]+")  # Debian's cron ignores other names in /etc/cron.d
@@ -52,7 +52,8 @@ class Entry:
     def describe(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         note = f" [IGNORED: {self.ignored}]" if self.ignored else ""
-        return f"{where} ({self.kind} {self.schedule}{', user ' + self.user if self.user else ''}): {self.command}{note}"
+        user = f", user {self.user}" if self.user else ""
+        return f"{where} ({self.kind} {self.schedule}{user}): {self.command}{note}"
 
     def firings(self, start: datetime, end: datetime) -> set[datetime] | None:
         """Minutes in [start, end) at which it fires; None when that cannot be known."""

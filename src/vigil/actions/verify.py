@@ -100,7 +100,7 @@ def targets(jobs: list[Job], job: str | None, backup_id: str) -> tuple[list[Job]
     that names no job is the backup (`latest`, or an id when one job is configured)."""
     if job is not None and backup_id == "latest" and job not in {j.name for j in jobs} and (
             job == "latest" or (is_backup_id(job) and len(jobs) == 1)):
-        job, backup_id = None, job
+        return select_jobs(jobs, None), job
     return select_jobs(jobs, [job] if job else None), backup_id
 
 

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     from vigil.children import set_original_umask
 
     set_original_umask(os.umask(0o077))  # backups and state: 0600 / 0700
-    sys.stdout = _Output(sys.stdout)  # type: ignore[assignment]
+    sys.stdout = _Output(sys.stdout)
     args = sys.argv[1:] if argv is None else argv
     _exit(_outcome_code(args))
 

@@ -19,14 +19,16 @@ from vigil.state.journal import Outcome
 @click.pass_context
 def doctor(ctx: click.Context, job: str | None, root: Path, strict: bool, test_notify: bool) -> str:
     """Audit config, secrets, permissions, tools, destinations, notifications and schedules."""
-    from vigil.actions.doctor import OK, PROBLEM, WARNING, diagnose
+    from vigil.actions.doctor import diagnose
+    from vigil.sources.base import OK, PROBLEM, WARNING
 
     bad = 0
     jobs = one_job(ctx, job)
     for j in jobs:
         print(f"{j.name}:")
         for f in diagnose(j, root):
-            print(f"  {f.level:<8} {f.check}: {f.message}" + (f"\n           fix: {f.fix}" if f.fix and f.level != OK else ""))
+            fix = f"\n           fix: {f.fix}" if f.fix and f.level != OK else ""
+            print(f"  {f.level:<8} {f.check}: {f.message}{fix}")
             bad += f.level == PROBLEM or (strict and f.level == WARNING)
     if test_notify:
         bad += send_tests(jobs)

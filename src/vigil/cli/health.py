@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 
 import click
 
@@ -18,7 +19,7 @@ from vigil.errors import ConfigError, VigilError
 @click.pass_context
 def health(ctx: click.Context, jobs: tuple[str, ...], fmt: str, notify: bool) -> str:
     """Is every job backed up recently, and nothing stuck, failed or duplicated? (Nagios exit codes)"""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from vigil.actions.health import RENDERERS, UNKNOWN, overall
     from vigil.actions.monitor import check, notify_transitions
@@ -30,11 +31,11 @@ def health(ctx: click.Context, jobs: tuple[str, ...], fmt: str, notify: bool) ->
         print(f"VIGIL UNKNOWN - {exc}" if fmt == "nagios" else f"vigil: error: {exc}",
               file=sys.stdout if fmt == "nagios" else sys.stderr)
         return UNKNOWN
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     results = [check(j, now) for j in selected]
     print(RENDERERS[fmt](results))
     if notify:
-        for j, r in zip(selected, results):
+        for j, r in zip(selected, results, strict=False):
             try:
                 notify_transitions(j, r, log)
             except VigilError as exc:

@@ -47,7 +47,7 @@ def send_tests(jobs: list[Job]) -> int:
             print(f"{j.name}: no notification channels configured")
             continue
         msg = test_message(j.name, socket.gethostname())
-        for cfg, err in zip(j.notify, deliver([(c, msg) for c in j.notify], log, attempts=1)):
+        for cfg, err in zip(j.notify, deliver([(c, msg) for c in j.notify], log, attempts=1), strict=False):
             print(f"{j.name}: {channels.describe(cfg)}: {'OK' if err is None else f'FAILED: {err}'}")
             failed += err is not None
     return failed

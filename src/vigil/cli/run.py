@@ -23,8 +23,8 @@ SEVERITY = {Outcome.SUCCESS: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2, Outcome.I
 @click.pass_context
 def run(ctx: click.Context, jobs: tuple[str, ...]) -> str:
     """Run a backup of each job (default: all): lock, hooks, sources, destinations, verify, retention, notify."""
-    from vigil.notify import RunNotifier
     from vigil.actions.backup import Run  # only here: the other commands start without the run machinery
+    from vigil.notify import RunNotifier
 
     selected = state(ctx).jobs(list(jobs))
     notifier = RunNotifier(log)

@@ -12,12 +12,13 @@ and pydantic's import and schema building cost ~0.14 s of a ~0.23 s start-up
 
 from __future__ import annotations
 
-import io
 import importlib.util
+import io
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -46,7 +47,7 @@ class Duration(timedelta):
     """A duration written like "90s", "30m", "1h30m" (decoded in `parse_job`)."""
 
     @classmethod
-    def of(cls, value: Any) -> "Duration":
+    def of(cls, value: Any) -> Duration:
         td = value if isinstance(value, timedelta) else parse_duration(value)
         return cls(days=td.days, seconds=td.seconds, microseconds=td.microseconds)
 
@@ -59,7 +60,7 @@ class EnvVar(str):
     env_file: Path | None = None
 
     @classmethod
-    def of(cls, value: Any, dotenv: Mapping[str, str | None], env_file: Path | None) -> "EnvVar":
+    def of(cls, value: Any, dotenv: Mapping[str, str | None], env_file: Path | None) -> EnvVar:
         if not isinstance(value, str):
             raise ValueError(f"expected the name of an environment variable, got {value!r}")
         if not _ENV_NAME.fullmatch(value):
@@ -128,21 +129,21 @@ class Model(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     pass
 
 
-class Named(Model):
+class Named(Model, frozen=True):
     """A source, destination or notification: tagged by `type`, named (the type by default)."""
 
-    name: str | None = None
+    # Filled in by the loader where the file leaves it out (the type, TYPE-2, ...).
+    name: str = ""
 
     @property
     def type(self) -> str:
         return self.__struct_config__.tag  # type: ignore[return-value]
 
     def __post_init__(self) -> None:
-        if self.name is not None:
-            _check_name(self.name)
+        _check_name(self.name)
 
 
-class Secret(Named):
+class Secret(Named, frozen=True):
     """The three forms of a password: literal (doctor warns), env, file."""
 
     password: str | None = None
@@ -156,17 +157,17 @@ class Secret(Named):
 # --- sources -----------------------------------------------------------------
 
 
-class FilesSource(Named, tag_field="type", tag="files", kw_only=True):
+class FilesSource(Named, tag_field="type", tag="files", kw_only=True, frozen=True):
     path: Path
     exclude: list[str] = []
     volatile: list[str] = []
 
 
-class SqliteSource(Named, tag_field="type", tag="sqlite", kw_only=True):
+class SqliteSource(Named, tag_field="type", tag="sqlite", kw_only=True, frozen=True):
     path: Path
 
 
-class PostgresSource(Secret, tag_field="type", tag="postgres", kw_only=True):
+class PostgresSource(Secret, tag_field="type", tag="postgres", kw_only=True, frozen=True):
     host: Text | None = None
     port: Port | None = None
     user: Text | None = None
@@ -183,7 +184,7 @@ class PostgresSource(Secret, tag_field="type", tag="postgres", kw_only=True):
             raise ValueError("one of database, databases or dsn is required")
 
 
-class MysqlSource(Secret, tag_field="type", tag="mysql", kw_only=True):
+class MysqlSource(Secret, tag_field="type", tag="mysql", kw_only=True, frozen=True):
     host: Text | None = None
     port: Port | None = None
     socket: Path | None = None
@@ -213,12 +214,12 @@ def _require_extra(module: str, extra: str, what: str) -> None:
                          f"pip install 'vigil-backup[{extra}]'")
 
 
-class LocalDestination(Named, tag_field="type", tag="local", kw_only=True):
+class LocalDestination(Named, tag_field="type", tag="local", kw_only=True, frozen=True):
     path: Path
     encrypt: bool = True
 
 
-class S3Destination(Named, tag_field="type", tag="s3", kw_only=True):
+class S3Destination(Named, tag_field="type", tag="s3", kw_only=True, frozen=True):
     bucket: str
     prefix: str = ""
     endpoint_url: str | None = None
@@ -249,7 +250,7 @@ Destination = Union[LocalDestination, S3Destination]
 DEFAULT_ON: list[Event] = ["failure", "unhealthy", "recovered"]
 
 
-class NotifyBase(Named):
+class NotifyBase(Named, frozen=True):
     on: list[Event] = field(default_factory=lambda: list(DEFAULT_ON))
     timeout: Duration = Duration(seconds=30)
 
@@ -258,7 +259,7 @@ class NotifyBase(Named):
         _check_positive("timeout", self.timeout)
 
 
-class EmailNotify(NotifyBase, tag_field="type", tag="email", kw_only=True):
+class EmailNotify(NotifyBase, tag_field="type", tag="email", kw_only=True, frozen=True):
     from_: str = field(name="from")
     to: Annotated[list[str], Meta(min_length=1)]
     smtp_host: Text = "localhost"
@@ -284,7 +285,7 @@ class EmailNotify(NotifyBase, tag_field="type", tag="email", kw_only=True):
     __repr__ = Secret.__repr__
 
 
-class WebhookNotify(NotifyBase, tag_field="type", tag="webhook", kw_only=True):
+class WebhookNotify(NotifyBase, tag_field="type", tag="webhook", kw_only=True, frozen=True):
     url: str
     headers: dict[str, str] = {}
 
@@ -298,7 +299,7 @@ class WebhookNotify(NotifyBase, tag_field="type", tag="webhook", kw_only=True):
                 raise ValueError(f"headers.{name}: a header value cannot hold a line break")
 
 
-class HealthchecksNotify(NotifyBase, tag_field="type", tag="healthchecks", kw_only=True):
+class HealthchecksNotify(NotifyBase, tag_field="type", tag="healthchecks", kw_only=True, frozen=True):
     url: str
     on: list[Event] = field(default_factory=lambda: ["success", "failure"])
 
@@ -307,7 +308,7 @@ class HealthchecksNotify(NotifyBase, tag_field="type", tag="healthchecks", kw_on
         _check_url("url", self.url)
 
 
-class CommandNotify(NotifyBase, tag_field="type", tag="command", kw_only=True):
+class CommandNotify(NotifyBase, tag_field="type", tag="command", kw_only=True, frozen=True):
     argv: Argv
 
     def __post_init__(self) -> None:
@@ -315,7 +316,7 @@ class CommandNotify(NotifyBase, tag_field="type", tag="command", kw_only=True):
         _check_argv("argv", self.argv)
 
 
-class AppriseNotify(NotifyBase, tag_field="type", tag="apprise", kw_only=True):
+class AppriseNotify(NotifyBase, tag_field="type", tag="apprise", kw_only=True, frozen=True):
     urls: Annotated[list[Text], Meta(min_length=1)]
 
     def __post_init__(self) -> None:
@@ -326,14 +327,14 @@ class AppriseNotify(NotifyBase, tag_field="type", tag="apprise", kw_only=True):
 Notify = Union[EmailNotify, WebhookNotify, HealthchecksNotify, CommandNotify, AppriseNotify]
 
 # For "unknown type" messages: the types each list takes.
-_TAGS = {key: [t.__struct_config__.tag for t in union.__args__]
+_TAGS = {key: [t.__struct_config__.tag for t in typing.get_args(union)]
          for key, union in (("source", Source), ("destination", Destination), ("notify", Notify))}
 
 
 # --- the rest ------------------------------------------------------------------
 
 
-class Schedule(Model):
+class Schedule(Model, frozen=True):
     cron: str | None = None
     verify_every: Duration | None = None  # a second schedule runs `verify --deep` this often
 
@@ -352,7 +353,7 @@ class Schedule(Model):
                 raise ValueError(f"verify_every: {exc}") from None
 
 
-class Retention(Model):
+class Retention(Model, frozen=True):
     keep_last: Count | None = None
     keep_hourly: Count | None = None
     keep_daily: Count | None = None
@@ -371,7 +372,7 @@ class Retention(Model):
                 from None
 
 
-class Health(Model):
+class Health(Model, frozen=True):
     grace: Duration = Duration(hours=3)  # with [schedule]: how late a due backup may be
     max_age: Duration | None = None  # default 25h without [schedule]; with one, only when set
     max_runtime: Duration = Duration(hours=6)
@@ -384,12 +385,12 @@ class Health(Model):
                 raise ValueError(f"{key}: must be longer than 0s")
 
 
-class Retry(Model):
+class Retry(Model, frozen=True):
     attempts: Annotated[int, Meta(ge=1, le=100)] = 3
     delay: Duration = Duration(seconds=30)
 
 
-class Hooks(Model):
+class Hooks(Model, frozen=True):
     # Where hooks run; None: the job file's directory (relative paths resolve against it too).
     cwd: Path | None = None
     before: list[Argv] = []
@@ -398,7 +399,7 @@ class Hooks(Model):
     timeout: Duration = Duration(minutes=30)
 
 
-class Encryption(Model):
+class Encryption(Model, frozen=True):
     recipients: list[str] = []
     passphrase_env: EnvVar | None = None
     passphrase_file: Path | None = None
@@ -417,16 +418,16 @@ class Encryption(Model):
             raise ValueError("give passphrase_env or passphrase_file, not both")
 
 
-class Lock(Model):
+class Lock(Model, frozen=True):
     backend: Literal["local", "s3"] = "local"
     destination: str | None = None
 
 
-class Metrics(Model):
+class Metrics(Model, frozen=True):
     textfile: Path | None = None
 
 
-class Job(Model, kw_only=True):
+class Job(Model, kw_only=True, frozen=True):
     name: str
     source: Annotated[list[Source], Meta(min_length=1)]
     destination: Annotated[list[Destination], Meta(min_length=1)]
@@ -455,7 +456,7 @@ class Job(Model, kw_only=True):
         _check_positive("health.max_runtime", self.health.max_runtime)
         _check_positive("health.max_age", self.health.max_age)
         if self.lock.backend == "s3":
-            s3 = {d.name for d in self.destination if d.type == "s3"}
+            s3 = {str(d.name) for d in self.destination if d.type == "s3"}
             if self.lock.destination not in s3:
                 raise ValueError(
                     f"lock.destination: must name an s3 destination (have: {', '.join(sorted(s3)) or 'none'})"
@@ -555,7 +556,8 @@ def parse_job(data: dict[str, Any], base_dir: Path | None = None) -> Job:
     env_file = path(data["env_file"]) if isinstance(data.get("env_file"), str) and data["env_file"] else None
     dotenv = _read_env_file(env_file) if env_file else {}
     # msgspec asks this hook for the types it does not decode itself.
-    decoders = {Duration: Duration.of, Path: path, EnvVar: lambda value: EnvVar.of(value, dotenv, env_file)}
+    decoders: dict[type, Callable[[Any], Any]] = {
+        Duration: Duration.of, Path: path, EnvVar: lambda value: EnvVar.of(value, dotenv, env_file)}
     return msgspec.convert(_default_names(data), Job, dec_hook=lambda kind, value: decoders[kind](value))
 
 
@@ -578,7 +580,8 @@ def _explain(exc: msgspec.ValidationError) -> tuple[str, str]:
         return _join(loc, found[1]), "required key is missing"
     if loc.endswith(".type") and msg.startswith("Invalid value "):
         tags = _TAGS.get(re.sub(r"\[\d+\]\.type$", "", loc), [])
-        return loc.removesuffix(".type"), f"unknown type {msg.removeprefix('Invalid value ')} (expected {', '.join(tags)})"
+        value = msg.removeprefix("Invalid value ")
+        return loc.removesuffix(".type"), f"unknown type {value} (expected {', '.join(tags)})"
     if msg.startswith("Invalid enum value "):
         return loc, "invalid value " + msg.removeprefix("Invalid enum value ") + (
             f" (expected {', '.join(EVENTS)})" if re.search(r"\.on\[\d+\]$", loc) else "")

@@ -8,9 +8,11 @@ implementation against what is written here.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from vigil.errors import Damaged
 from vigil.formats.manifest import MANIFEST, Manifest, ManifestError, is_backup_id, is_plain_name
@@ -104,7 +106,7 @@ class Reader(Protocol):
     def read(self, n: int = -1) -> bytes:
         """Up to n bytes, b"" at the end; BackupError if the store fails mid-way."""
 
-    def __enter__(self) -> "Reader": ...
+    def __enter__(self) -> Reader: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -162,7 +164,7 @@ class Destination(ABC):
         ones, reported and never raised. Uncommitted backups are in neither.
         BackupError if the store cannot be listed."""
 
-    def list(self, job: str) -> list[Manifest]:
+    def list(self, job: str) -> builtins.list[Manifest]:
         """Committed backups of the job whose manifests check out, newest first."""
         return self.scan(job).complete
 
@@ -179,7 +181,7 @@ class Destination(ABC):
         there is no error; BackupError if the store refuses."""
 
     @abstractmethod
-    def partials(self, job: str) -> list[Partial]:
+    def partials(self, job: str) -> builtins.list[Partial]:
         """Uncommitted backups (no manifest) and their age: runs that did not
         finish. A damaged backup is not one. BackupError if the store cannot be listed."""
 

@@ -12,11 +12,20 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from vigil.destinations.base import (
-    BackupWriter, DamagedBackup, Destination, Partial, Scan, artifact_name, newest_first, parse_manifest, plain_path,
+    BackupWriter,
+    DamagedBackup,
+    Destination,
+    Partial,
+    Scan,
+    artifact_name,
+    newest_first,
+    parse_manifest,
+    plain_path,
 )
 from vigil.errors import BackupError
 from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, Manifest, is_backup_id
@@ -115,7 +124,7 @@ class _File:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "_File":
+    def __enter__(self) -> _File:
         return self
 
     def __exit__(self, *exc: object) -> None:

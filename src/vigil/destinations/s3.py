@@ -12,16 +12,24 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC
+from typing import Any
 
 from vigil.config.schema import Retry, env_missing, env_value
 from vigil.destinations.base import (
-    BackupWriter, DamagedBackup, Destination, Partial, Scan, artifact_name, newest_first, parse_manifest,
+    BackupWriter,
+    DamagedBackup,
+    Destination,
+    Partial,
+    Scan,
+    artifact_name,
+    newest_first,
+    parse_manifest,
     plain_path,
 )
 from vigil.errors import BackupError, TransientError
-from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, is_backup_id
+from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, Manifest, is_backup_id
 from vigil.retry import is_transient, with_retry
 
 PART = 8 << 20  # S3's minimum part is 5 MiB; the size grows every 1000 parts (10,000 parts at most)
@@ -33,7 +41,8 @@ def _client(cfg: Any) -> Any:
     from botocore.config import Config
 
     keys: dict[str, str] = {}
-    for key, env in (("aws_access_key_id", cfg.access_key_id_env), ("aws_secret_access_key", cfg.secret_access_key_env)):
+    for key, env in (("aws_access_key_id", cfg.access_key_id_env),
+                     ("aws_secret_access_key", cfg.secret_access_key_env)):
         if env:
             value = env_value(env)
             if value is None:
@@ -75,7 +84,7 @@ class _Retrying:
 class _Body:
     """A streaming GET body usable in `with`; a failure mid-way is the destination's."""
 
-    def __init__(self, dest: "S3Destination", key: str, body: Any) -> None:
+    def __init__(self, dest: S3Destination, key: str, body: Any) -> None:
         self.dest, self.key, self.body = dest, key, body
 
     def read(self, n: int = -1) -> bytes:
@@ -84,7 +93,7 @@ class _Body:
         except Exception as exc:  # noqa: BLE001 - a dropped connection, a timeout
             raise self.dest._fail(f"cannot read {self.key}", exc) from None
 
-    def __enter__(self) -> "_Body":
+    def __enter__(self) -> _Body:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -92,7 +101,7 @@ class _Body:
 
 
 class _MultipartSink:
-    def __init__(self, dest: "S3Destination", key: str) -> None:
+    def __init__(self, dest: S3Destination, key: str) -> None:
         self.dest, self.key = dest, key
         self.buf = bytearray()
         self.parts: list[dict[str, Any]] = []
@@ -159,7 +168,7 @@ class _MultipartSink:
 
 
 class _S3Writer(BackupWriter):
-    def __init__(self, dest: "S3Destination", job: str, backup_id: str) -> None:
+    def __init__(self, dest: S3Destination, job: str, backup_id: str) -> None:
         self.dest, self.job, self.backup_id = dest, job, backup_id
         self.sinks: list[_MultipartSink] = []
         self.committed = False
@@ -235,7 +244,8 @@ class S3Destination(Destination):
         return ids
 
     def scan(self, job: str) -> Scan:
-        complete, damaged = [], []
+        complete: list[Manifest] = []
+        damaged: list[DamagedBackup] = []
         try:
             for backup_id in self._backup_ids(job):
                 try:
@@ -243,7 +253,10 @@ class S3Destination(Destination):
                 except self.s3.exceptions.NoSuchKey:
                     continue  # no manifest: not committed
                 found = parse_manifest(body.read(MAX_MANIFEST + 1), job, backup_id)
-                (damaged if isinstance(found, DamagedBackup) else complete).append(found)
+                if isinstance(found, DamagedBackup):
+                    damaged.append(found)
+                else:
+                    complete.append(found)
         except BackupError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -286,7 +299,7 @@ class S3Destination(Destination):
                 for page in self.s3.get_paginator("list_objects_v2").paginate(
                         Bucket=self.cfg.bucket, Prefix=self.key(job, backup_id)):
                     for o in page.get("Contents", []):
-                        newest = max(newest, o["LastModified"].astimezone(timezone.utc).timestamp())
+                        newest = max(newest, o["LastModified"].astimezone(UTC).timestamp())
                 out[backup_id] = now - newest
             for page in self.s3.get_paginator("list_multipart_uploads").paginate(
                     Bucket=self.cfg.bucket, Prefix=f"{self.cfg.prefix}{job}/"):
@@ -294,7 +307,7 @@ class S3Destination(Destination):
                     backup_id = u["Key"][len(f"{self.cfg.prefix}{job}/"):].split("/", 1)[0]
                     if not is_backup_id(backup_id):
                         continue  # not one of vigil's uploads
-                    age = now - u["Initiated"].astimezone(timezone.utc).timestamp()
+                    age = now - u["Initiated"].astimezone(UTC).timestamp()
                     out[backup_id] = min(out.get(backup_id, age), age)
         except Exception as exc:  # noqa: BLE001
             raise self._fail("cannot list unfinished backups", exc) from None

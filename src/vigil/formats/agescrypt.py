@@ -32,8 +32,6 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
-
-
 class AgeError(Exception):
     """A stream that is not age, is damaged, or does not open with the passphrase;
     the pipeline reports it as the artifact's error."""

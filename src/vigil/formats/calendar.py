@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Iterator
 
 KEYWORDS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
             "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
@@ -167,7 +167,7 @@ class Calendar:
     seconds: tuple[int, ...]
 
     @classmethod
-    def parse(cls, spec: str) -> "Calendar | None":
+    def parse(cls, spec: str) -> Calendar | None:
         """None for forms outside this subset (the caller then knows nothing about its firings)."""
         text = _SHORTHANDS.get(spec.strip().lower(), spec.strip())
         parts = text.split()

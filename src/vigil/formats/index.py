@@ -11,8 +11,9 @@ IndexFormatError.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring, encode_basestring_ascii
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from vigil.formats.tarreader import REGTYPES
 

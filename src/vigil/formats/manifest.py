@@ -6,9 +6,8 @@ import json
 import re
 import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
-
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -18,7 +17,7 @@ BACKUP_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # ASCII digits: \d ta
 
 def new_backup_id(now: datetime) -> str:
     """UTC start time plus 6 random hex digits: two runs in one second never collide."""
-    return f"{now.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def is_backup_id(text: str) -> bool:
@@ -29,7 +28,7 @@ def is_backup_id(text: str) -> bool:
 def parse_iso(text: str) -> datetime:
     """An ISO 8601 time as vigil writes it ("...Z"); naive times are UTC."""
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -97,7 +96,7 @@ class Manifest:
         return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
-    def loads(cls, data: bytes | str, expect_id: str | None = None, expect_job: str | None = None) -> "Manifest":
+    def loads(cls, data: bytes | str, expect_id: str | None = None, expect_job: str | None = None) -> Manifest:
         """Parse and check a manifest read from a destination; ManifestError says why it
         is not one. `expect_id` is its directory's name, `expect_job` the job it was
         listed for: a manifest that claims another place is damaged."""
@@ -115,7 +114,7 @@ class Manifest:
         return m
 
     @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> "Manifest":
+    def _from_dict(cls, d: dict[str, Any]) -> Manifest:
         if d.get("format") != FORMAT or isinstance(d.get("format"), bool):
             raise ManifestError(f"unsupported manifest format {d.get('format')!r}")
         backup_id = _get(d, "id", str)

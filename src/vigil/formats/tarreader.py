@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterator
+from typing import Any
 from zlib import adler32
-from typing import Any, Iterator
-
 
 BLOCK = 512
 READ = 1 << 20

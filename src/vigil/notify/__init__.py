@@ -14,12 +14,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from vigil.children import protect_secrets
 from vigil.config.schema import Job
 from vigil.errors import BackupError
-from vigil.children import protect_secrets
-from vigil.state.journal import Journal, Outbox, RunRow
 from vigil.notify.message import run_message
 from vigil.retry import with_retry
+from vigil.state.journal import Journal, Outbox, RunRow
 
 ATTEMPTS = 3  # per channel and dispatch, for transient errors
 DELAY = 1.0  # seconds before the first retry, doubling
@@ -72,7 +72,7 @@ def dispatch(job: Job, event: str, msg: dict[str, Any], log: logging.Logger, *, 
     except BackupError as exc:
         log.error("%s: delivering without the outbox", exc)
         errors = deliver([(c, msg) for c in chans], log)
-        for cfg, err in zip(chans, errors):
+        for cfg, err in zip(chans, errors, strict=False):
             if err:
                 _warn(log, cfg, event, err, queued=False)
         return not any(errors)
@@ -89,7 +89,7 @@ def _deliver_queued(outbox: Outbox, items: list[tuple[int, Any, dict[str, Any]]]
                     attempts: int) -> bool:
     claimed = [(i, c, m) for i, c, m in items if outbox.claim(i)]
     errors = deliver([(c, m) for _, c, m in claimed], log, attempts)
-    for (row_id, cfg, msg), err in zip(claimed, errors):
+    for (row_id, cfg, msg), err in zip(claimed, errors, strict=False):
         if err is None:
             outbox.delivered(row_id)
         else:
@@ -116,10 +116,10 @@ def flush(jobs: list[Job], log: logging.Logger, attempts: int = ATTEMPTS) -> tup
                 protect_secrets(job)  # a command channel must not see them
             items = []
             for row in outbox.pending():
-                job = names.get(row.job)
-                if job is None:
+                owner = names.get(row.job)
+                if owner is None:
                     continue  # a job of another config sharing this state dir
-                cfg = next((c for c in job.notify if c.name == row.channel), None)
+                cfg = next((c for c in owner.notify if c.name == row.channel), None)
                 if cfg is None:
                     outbox.drop(row.id, f"channel {row.channel} is no longer configured")
                     log.warning("dropped a queued %s notification for channel %s: no longer configured",

@@ -10,15 +10,21 @@ import ssl
 import subprocess
 import urllib.request
 import uuid
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
+from vigil.children import child_env
 from vigil.config.schema import (
-    AppriseNotify, CommandNotify, EmailNotify, HealthchecksNotify, WebhookNotify, read_secret,
+    AppriseNotify,
+    CommandNotify,
+    EmailNotify,
+    HealthchecksNotify,
+    WebhookNotify,
+    read_secret,
 )
 from vigil.errors import BackupError
-from vigil.children import child_env
 
 USER_AGENT = "vigil-backup"
 _RID_NAMESPACE = uuid.UUID("6b1b0a7e-2d54-4c4e-9b7a-7669676c0001")
@@ -154,11 +160,12 @@ SENDERS = {"email": send_email, "webhook": send_webhook, "healthchecks": send_he
 
 
 def send(cfg: Any, msg: dict[str, Any]) -> None:
-    SENDERS[cfg.type](cfg, msg)
+    sender: Callable[[Any, dict[str, Any]], None] = SENDERS[cfg.type]  # type: ignore[assignment]
+    sender(cfg, msg)
 
 
 def describe(cfg: Any) -> str:
     target = {"email": lambda c: ", ".join(c.to), "webhook": lambda c: c.url.split("?")[0],
               "healthchecks": lambda c: c.url.split("?")[0], "command": lambda c: c.argv[0],
-              "apprise": lambda c: f"{len(c.urls)} URL(s)"}[cfg.type](cfg)
+              "apprise": lambda c: f"{len(c.urls)} URL(s)"}[cfg.type](cfg)  # type: ignore[no-untyped-call]
     return f"{cfg.type} {cfg.name} ({target})"

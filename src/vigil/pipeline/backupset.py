@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from vigil.destinations.base import BackupWriter, Sink
 from vigil.errors import BackupError
@@ -28,7 +29,8 @@ class BackupSet:
     the rest so that one broken disk does not cost the other copies.
     """
 
-    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger, encrypted: frozenset[str] | set[str] = frozenset(),
+    def __init__(self, writers: dict[str, BackupWriter], log: logging.Logger,
+                 encrypted: frozenset[str] | set[str] = frozenset(),
                  encryptor: Callable[[Any], Any] | None = None, meter: Meter = NO_PROGRESS) -> None:
         self.writers = writers
         self.log = log
@@ -105,7 +107,8 @@ class BackupSet:
             for art in self.artifacts[self.group(dest)]:
                 sha, size = hashlib.sha256(), 0
                 try:
-                    with self.meter.track(f"read back {dest}:{art.name}", art.size, lambda: size):
+                    with self.meter.track(f"read back {dest}:{art.name}", art.size,
+                                          lambda: size):  # noqa: B023 - read while this loop runs
                         for chunk in writer.read_back(art.name):
                             sha.update(chunk)
                             size += len(chunk)

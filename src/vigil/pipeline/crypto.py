@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vigil.config.schema import Job, read_secret
 from vigil.errors import BackupError, ConfigError

@@ -47,7 +47,7 @@ class Hasher:
             return _hex(data)
         return self.submit(len(data), _hex, data)
 
-    def stream(self) -> "StreamDigest":
+    def stream(self) -> StreamDigest:
         return StreamDigest(self)
 
     def close(self) -> None:
@@ -64,5 +64,5 @@ class StreamDigest:
     def update(self, chunk: bytes) -> None:
         self._hasher.submit(len(chunk), self._sha.update, chunk)
 
-    def hexdigest(self) -> "Future[str]":
+    def hexdigest(self) -> Future[str]:
         return self._hasher.submit(0, self._sha.hexdigest)

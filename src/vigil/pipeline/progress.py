@@ -9,8 +9,9 @@ stderr not a terminal (cron, systemd, pipes, tests) nothing is drawn at all.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 POLL = 0.2  # seconds between reads of the counters
 
@@ -32,8 +33,15 @@ class TerminalMeter(Meter):
     def __init__(self) -> None:
         from rich.console import Console
         from rich.filesize import decimal
-        from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            ProgressColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
         from rich.table import Column
         from rich.text import Text
 
@@ -54,7 +62,7 @@ class TerminalMeter(Meter):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="vigil-progress", daemon=True)
 
-    def __enter__(self) -> "TerminalMeter":
+    def __enter__(self) -> TerminalMeter:
         self._progress.start()
         self._thread.start()
         return self

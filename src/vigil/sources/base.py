@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from vigil.config.schema import Job
 from vigil.errors import BackupError, ConfigError
@@ -91,7 +92,7 @@ class Source(ABC):
 
     # --- producing -----------------------------------------------------------------
 
-    def preflight(self) -> None:
+    def preflight(self) -> None:  # noqa: B027 - optional: most sources have nothing to check early
         """Fail early (BackupError) when the source cannot work at all."""
 
     @abstractmethod
@@ -192,7 +193,8 @@ class StoredArtifact(Source):
 # Imported on demand: each kind pulls in its own tools, and a run of a files
 # job should not pay start-up time for the database ones.
 _KINDS = {"files": ("vigil.sources.files", "FilesSource"), "sqlite": ("vigil.sources.sqlite", "SqliteSource"),
-          "postgres": ("vigil.sources.db.postgres", "PostgresSource"), "mysql": ("vigil.sources.db.mysql", "MysqlSource")}
+          "postgres": ("vigil.sources.db.postgres", "PostgresSource"),
+          "mysql": ("vigil.sources.db.mysql", "MysqlSource")}
 # The source type that reads back each artifact type a source writes.
 _READ_BY = {"files": "files", "index": "files", "sqlite": "sqlite", "postgres": "postgres", "mysql": "mysql"}
 

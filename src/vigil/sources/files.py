@@ -17,18 +17,20 @@ import os
 import pwd
 import stat
 from collections import deque
-from functools import lru_cache
-from typing import Any, Iterator
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
 
 import pathspec
 
 from vigil.errors import BackupError, ConfigError, Damaged
-from vigil.formats import index as index_format, tarheader as th
+from vigil.formats import index as index_format
+from vigil.formats import tarheader as th
 from vigil.formats.tarreader import TarFormatError, TarStream
-from vigil.pipeline.reading import ArtifactReader
-from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source
 from vigil.pipeline.hashing import Digest, Hasher
+from vigil.pipeline.reading import ArtifactReader
 from vigil.pipeline.stream import DIRECT, ArtifactStream
+from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source
 
 REREADS = 3
 # Files up to this size are read whole, then checked, then written: a change
@@ -40,7 +42,7 @@ CHUNK = 1 << 20
 _O_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _uname(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -48,7 +50,7 @@ def _uname(uid: int) -> str:
         return ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gname(gid: int) -> str:
     try:
         return grp.getgrgid(gid).gr_name

@@ -23,10 +23,10 @@ import logging
 import os
 import stat
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from vigil.children import original_umask
 from vigil.errors import BackupError, ConfigError, Damaged
@@ -149,8 +149,8 @@ class _DirCache:
         while depth and key[:depth] not in self._fds:
             depth -= 1
         fd = self._fds[key[:depth]]
-        for depth in range(depth, len(key)):
-            name = key[depth]
+        for level in range(depth, len(key)):
+            name = key[level]
             try:
                 fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
@@ -159,9 +159,9 @@ class _DirCache:
                 os.mkdir(name, 0o700, dir_fd=fd)
                 fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
-                raise BackupError(f"refusing to write below {'/'.join(key[:depth + 1])}: not a directory "
+                raise BackupError(f"refusing to write below {'/'.join(key[:level + 1])}: not a directory "
                                   f"(a symlink?): {exc.strerror}") from None
-            self._fds[key[:depth + 1]] = fd
+            self._fds[key[:level + 1]] = fd
             while len(self._fds) > self.LIMIT:  # keep the root and the newest
                 old_key = next(k for k in self._fds if k)
                 os.close(self._fds.pop(old_key))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from vigil.errors import BackupError, ConfigError
 from vigil.pipeline.reading import ArtifactReader

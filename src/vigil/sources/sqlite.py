@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from vigil.errors import Damaged
 from vigil.pipeline.reading import ArtifactReader

@@ -11,10 +11,11 @@ import json
 import os
 import sqlite3
 import time
-from enum import StrEnum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from vigil.errors import BackupError
 from vigil.timeutil import iso
@@ -204,12 +205,12 @@ class Journal:
         self.db.execute(f"PRAGMA user_version = {VERSION}")
 
     @classmethod
-    def open_existing(cls, state_dir: Path) -> "Journal | None":
+    def open_existing(cls, state_dir: Path) -> Journal | None:
         """The journal of a state dir for a reader; None where no run has written one yet
         (a reader never creates it: a fresh server restored from scratch has none)."""
         return cls(state_dir) if (state_dir / "journal.db").exists() else None
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -271,7 +272,7 @@ class Journal:
             (outcome, finished_at or time.time(), step, error, json.dumps(warnings), nbytes, backup_id, run_id),
         )
 
-    def mark_died(self, job: str, host: str, alive: "set[str]") -> list[RunRow]:
+    def mark_died(self, job: str, host: str, alive: set[str]) -> list[RunRow]:
         """Turn `running` rows of this job on this host into `died`.
 
         Called while holding the job's lock: any other run of the job on this
@@ -288,7 +289,8 @@ class Journal:
         now = time.time()
         for r in rows:
             r.outcome, r.finished_at = Outcome.DIED, now
-            r.error = f"run {r.run_id} (pid {r.pid}) died without finishing (killed, OOM or power loss) during step {r.step or 'start'}"
+            r.error = (f"run {r.run_id} (pid {r.pid}) died without finishing (killed, OOM or power loss) "
+                       f"during step {r.step or 'start'}")
             self.db.execute(
                 "UPDATE runs SET outcome = 'died', finished_at = ?, error = ? WHERE run_id = ? AND outcome = ?",
                 (now, r.error, r.run_id, Outcome.RUNNING),
@@ -296,7 +298,7 @@ class Journal:
         return rows
 
     def runs(self, job: str | None = None, since: float | None = None, limit: int | None = None) -> list[RunRow]:
-        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        sql, args = "SELECT * FROM runs WHERE 1=1", list[Any]()
         if job:
             sql += " AND job = ?"
             args.append(job)
@@ -323,7 +325,7 @@ class Journal:
         except sqlite3.Error as exc:
             raise BackupError(f"journal {self.path}: cannot record a verify result: {exc}") from None
 
-    def verifications(self, job: str, backup_ids: "set[str]") -> list[VerifyRow]:
+    def verifications(self, job: str, backup_ids: set[str]) -> list[VerifyRow]:
         """The verify results of these backups of the job, newest first."""
         ids = sorted(backup_ids)
         rows = self.db.execute(
@@ -373,7 +375,7 @@ class Outbox:
             sql += " AND job = ?"
             args.append(job)
         rows = self.db.execute(sql + " ORDER BY id", args).fetchall()
-        return [OutboxRow(*r[:5], json.loads(r[5]), *r[6:]) for r in rows]
+        return [OutboxRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8]) for r in rows]
 
     def claim(self, row_id: int) -> bool:
         """Take a message for delivery; False when another process has it."""

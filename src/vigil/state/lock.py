@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 ATTEMPTS = 5
 
 

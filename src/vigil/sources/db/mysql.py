@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
-from vigil.config.schema import MysqlSource as MysqlConfig, read_secret
+from vigil.config.schema import MysqlSource as MysqlConfig
+from vigil.config.schema import read_secret
 from vigil.errors import BackupError, Damaged, VigilError
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import OK, PROBLEM, Check
-from vigil.sources.db.process import Child, DatabaseSource, tool_env, feed, run, secret_file, which
 from vigil.sources.db.dumprows import DumpRowCounter
+from vigil.sources.db.process import Child, DatabaseSource, feed, run, secret_file, tool_env, which
 
 FOOTER = b"-- Dump completed"
 SYSTEM_DBS = {"information_schema", "performance_schema", "mysql", "sys"}

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import glob
 import re
-from functools import lru_cache
 import subprocess
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, unquote, urlparse
 
-from vigil.config.schema import PostgresSource as PostgresConfig, read_secret
+from vigil.config.schema import PostgresSource as PostgresConfig
+from vigil.config.schema import read_secret
 from vigil.errors import BackupError, Damaged, VigilError
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import OK, PROBLEM, Check
-from vigil.sources.db.process import Child, DatabaseSource, tool_env, classify, feed, run, secret_file
+from vigil.sources.db.process import Child, DatabaseSource, classify, feed, run, secret_file, tool_env
 
 END = "__VIGIL_END__"
 SEP = "\x1f"
@@ -64,7 +65,7 @@ def parse_dsn(dsn: str) -> tuple[dict[str, str], str | None]:
     return env, password
 
 
-@lru_cache(maxsize=None)
+@cache
 def _version_of(binary: str) -> int:
     debian = re.fullmatch(r"/usr/lib/postgresql/(\d+)/bin/\w+", binary)
     if debian:  # the directory says it; asking the binary would cost a process per run
@@ -74,7 +75,7 @@ def _version_of(binary: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def find_tool(name: str, server_major: int | None = None) -> str:
     """The newest installed client tool, preferring Debian's versioned directories."""
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
@@ -262,7 +263,7 @@ class _Session:
         self.proc.wait()
         raise classify(f"{self.label}: psql", "\n".join(out), self.proc.returncode)
 
-    def __enter__(self) -> "_Session":
+    def __enter__(self) -> _Session:
         return self
 
     def __exit__(self, *exc: object) -> None:

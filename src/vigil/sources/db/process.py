@@ -20,14 +20,15 @@ import tempfile
 import termios
 import threading
 from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar, Iterable, Iterator
+from typing import IO, Any, ClassVar
 
 from vigil.children import child_env
 from vigil.errors import BackupError, ConfigError, Damaged, TransientError
-from vigil.retry import with_retry
 from vigil.pipeline.reading import ArtifactReader
+from vigil.retry import with_retry
 from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source, check_row_counts
 
 READ = 1 << 20
@@ -197,7 +198,7 @@ class Child:
             self.proc.wait()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "Child":
+    def __enter__(self) -> Child:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -244,7 +245,8 @@ class DatabaseSource(Source):
                 with_retry(engine.check, attempts=retry.attempts, delay=retry.delay,
                            what=f"{self.label}: connect", log=self.ctx.log)
             for db in engine.databases():
-                name = f"db-{self.name}-{db}.{self.extension}.zst" if several else f"db-{self.name}.{self.extension}.zst"
+                stem = f"db-{self.name}-{db}" if several else f"db-{self.name}"
+                name = f"{stem}.{self.extension}.zst"
 
                 def one(db: str = db, name: str = name) -> None:
                     with out.artifact(name, self.kind) as stream:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+
 @pytest.fixture
 def make_job(tmp_path: Path):
     """Write a job file; returns its path. Body is TOML appended to name/state_dir."""

@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from bench_backup import default_vigil, machine_cpu, precompile, timed  # noqa: E402
 from dbservers import MY_PASSWORD, PG_PASSWORD, _pg_bin, start_mariadb, start_postgres  # noqa: E402
 
-from vigil.config.schema import load_job_file  # noqa: E402
+from vigil.config.load import load_job_file  # noqa: E402
 from vigil.sources.db.mysql import DUMP_OPTIONS, Mysql  # noqa: E402
 
 PG_FILL = """

@@ -24,7 +24,7 @@ import zstandard
 from dbservers import MY_PASSWORD, PG_PASSWORD
 from helpers import flip_byte, tree_listing, vigil
 
-from vigil.config.schema import load_config
+from vigil.config.load import load_config
 from vigil.destinations.base import make_destination
 from vigil.errors import ConfigError, Damaged, VigilError
 from vigil.pipeline.reading import ArtifactReader

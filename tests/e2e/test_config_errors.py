@@ -98,7 +98,8 @@ def test_duplicate_job_names_in_directory(tmp_path: Path) -> None:
 
 
 def test_secret_env_missing_names_the_key(tmp_path: Path) -> None:
-    from vigil.config.schema import ConfigError, read_secret
+    from vigil.config.secrets import read_secret
+    from vigil.errors import ConfigError
 
     os.environ.pop("VIGIL_TEST_NOPE", None)
     with pytest.raises(ConfigError, match="password_env.*VIGIL_TEST_NOPE"):

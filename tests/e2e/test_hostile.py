@@ -176,7 +176,7 @@ def test_run_and_its_retention_survive_a_damaged_backup(tmp_path, make_job):
 
 
 def test_destination_refuses_names_that_are_not_plain(tmp_path):
-    from vigil.config.schema import load_config
+    from vigil.config.load import load_config
     from vigil.destinations.base import make_destination
     from vigil.errors import Damaged
 

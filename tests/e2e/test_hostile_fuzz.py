@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from vigil.actions.restore import restore
 from vigil.actions.verify import Verifier
-from vigil.config.schema import load_config
+from vigil.config.load import load_config
 from vigil.errors import VigilError
 
 EXAMPLES = int(os.environ.get("VIGIL_FUZZ_EXAMPLES", "150"))

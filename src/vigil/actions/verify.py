@@ -13,7 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from vigil.config.schema import Job, select_jobs
+from vigil.config.load import select_jobs
+from vigil.config.schema import Job
 from vigil.destinations.base import Destination, make_destination
 from vigil.errors import BackupError, ConfigError, VigilError
 from vigil.formats.manifest import Artifact, Manifest, is_backup_id

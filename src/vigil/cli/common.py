@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from vigil.config.schema import Job, load_config, select_jobs
+from vigil.config.load import load_config, select_jobs
+from vigil.config.schema import Job
 from vigil.errors import VigilError
 
 log = logging.getLogger("vigil")

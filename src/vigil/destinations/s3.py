@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
-from vigil.config.schema import Retry, env_missing, env_value
+from vigil.config.schema import Retry
+from vigil.config.secrets import env_missing, env_value
 from vigil.destinations.base import (
     BackupWriter,
     DamagedBackup,

@@ -22,8 +22,8 @@ from vigil.config.schema import (
     EmailNotify,
     HealthchecksNotify,
     WebhookNotify,
-    read_secret,
 )
+from vigil.config.secrets import read_secret
 from vigil.errors import BackupError
 
 USER_AGENT = "vigil-backup"

@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from vigil.config.schema import Job, read_secret
+from vigil.config.schema import Job
+from vigil.config.secrets import read_secret
 from vigil.errors import BackupError, ConfigError
 
 SUFFIX = ".age"

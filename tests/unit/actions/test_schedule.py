@@ -8,7 +8,8 @@ import pytest
 from croniter import croniter
 
 from vigil.actions.schedule import cron_to_on_calendar, runs_job
-from vigil.config.schema import Job, parse_job
+from vigil.config.load import parse_job
+from vigil.config.schema import Job
 from vigil.formats.calendar import Calendar
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.config.schema import MysqlSource as MysqlConfig
-from vigil.config.schema import read_secret
+from vigil.config.secrets import read_secret
 from vigil.errors import BackupError, Damaged, VigilError
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import OK, PROBLEM, Check

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from vigil.config.schema import PostgresSource as PostgresConfig
-from vigil.config.schema import read_secret
+from vigil.config.secrets import read_secret
 from vigil.errors import BackupError, Damaged, VigilError
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import OK, PROBLEM, Check

@@ -1,0 +1,86 @@
+"""Where secrets come from: the process environment, a job's `env_file`, `*_file` keys.
+
+A `*_env` key names a variable; its value is looked up at the moment it is
+needed, in the environment first and then in the dotenv file the job names,
+so cron, systemd and a shell see the same values without exporting them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from vigil.errors import ConfigError
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class EnvVar(str):
+    """The name of an environment variable (a `*_env` key), carrying the job's
+    `env_file` values that back it up when the process environment lacks it."""
+
+    dotenv: Mapping[str, str | None] = {}
+    env_file: Path | None = None
+
+    @classmethod
+    def of(cls, value: Any, dotenv: Mapping[str, str | None], env_file: Path | None) -> EnvVar:
+        if not isinstance(value, str):
+            raise ValueError(f"expected the name of an environment variable, got {value!r}")
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid environment variable name "
+                             "(letters, digits and '_', not starting with a digit)")
+        var = cls(value)
+        var.dotenv, var.env_file = dotenv, env_file
+        return var
+
+
+def env_value(name: str) -> str | None:
+    """A `*_env` variable's value: the process environment first, then the job's env_file."""
+    if name in os.environ:
+        return os.environ[name]
+    return getattr(name, "dotenv", {}).get(name)
+
+
+def env_missing(name: str) -> str:
+    """The end of the message for a `*_env` variable set nowhere: where it was looked for."""
+    env_file = getattr(name, "env_file", None)
+    if env_file:
+        return f"environment variable {name} is set neither in the environment nor in env_file {env_file}"
+    return f"environment variable {name} is not set (and the job has no env_file)"
+
+
+def read_env_file(path: Path) -> dict[str, str | None]:
+    from dotenv import dotenv_values  # only for jobs that name an env_file
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise msgspec.ValidationError(f"env_file: {path} not found") from None
+    except IsADirectoryError:
+        raise msgspec.ValidationError(f"env_file: {path} is a directory") from None
+    except PermissionError as exc:
+        raise msgspec.ValidationError(f"env_file: cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise msgspec.ValidationError(f"env_file: {path} is not valid UTF-8 ({exc.reason})") from None
+    return dotenv_values(stream=io.StringIO(text))
+
+
+def read_secret(owner: str, key: str, literal: str | None, env: str | None, file: Path | None) -> str | None:
+    """Resolve a secret from its literal / *_env / *_file forms at the moment it is needed."""
+    if env:
+        value = env_value(env)
+        if value is None:
+            raise ConfigError(f"{owner}: {key}_env: {env_missing(env)}")
+        return value
+    if file:
+        try:
+            return file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{owner}: {key}_file: cannot read {file} ({exc.strerror})") from None
+    return literal

@@ -46,6 +46,14 @@ def files_job_body(src: Path, dest: Path, extra: str = "") -> str:
     """)
 
 
+def systemd_analyze() -> str:
+    """The systemd-analyze command. scripts/install-system-deps.sh installs systemd:
+    its absence is a broken setup, not a pass."""
+    path = shutil.which("systemd-analyze")
+    assert path, "systemd-analyze is missing: run scripts/install-system-deps.sh"
+    return path
+
+
 def committed(dest: Path, job: str = "app") -> list[Path]:
     d = dest / job
     return sorted(p for p in d.iterdir() if (p / "manifest.json").exists()) if d.exists() else []

@@ -15,7 +15,7 @@ import time
 from datetime import timezone
 from typing import Any, Iterator
 
-from vigil.config.schema import Retry, env_missing, env_value
+from vigil.config.schema import Retry, env_missing, env_value, import_extra
 from vigil.destinations.base import (
     BackupWriter, DamagedBackup, Destination, Partial, Scan, artifact_name, newest_first, parse_manifest,
     plain_path,
@@ -29,8 +29,8 @@ READ = 1 << 20
 
 
 def _client(cfg: Any) -> Any:
-    import boto3
-    from botocore.config import Config
+    boto3 = import_extra("boto3", f"destination {cfg.name}")
+    from botocore.config import Config  # boto3's own dependency: it imported
 
     keys: dict[str, str] = {}
     for key, env in (("aws_access_key_id", cfg.access_key_id_env), ("aws_secret_access_key", cfg.secret_access_key_env)):

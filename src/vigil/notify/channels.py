@@ -15,7 +15,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from vigil.config.schema import (
-    AppriseNotify, CommandNotify, EmailNotify, HealthchecksNotify, WebhookNotify, read_secret,
+    AppriseNotify, CommandNotify, EmailNotify, HealthchecksNotify, WebhookNotify, import_extra, read_secret,
 )
 from vigil.errors import BackupError
 from vigil.children import child_env
@@ -139,7 +139,7 @@ def send_command(cfg: CommandNotify, msg: dict[str, Any]) -> None:
 
 
 def send_apprise(cfg: AppriseNotify, msg: dict[str, Any]) -> None:
-    import apprise
+    apprise = import_extra("apprise", f"notify {cfg.name}")
 
     ap = apprise.Apprise()
     for url in cfg.urls:

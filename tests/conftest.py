@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from jobfile import JobFile
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def make_job(tmp_path: Path):
 
     def make(body: str, name: str = "app", state_dir: Path | None = None) -> Path:
         path = tmp_path / f"{name}.toml"
-        path.write_text(f'name = "{name}"\nstate_dir = "{state_dir or tmp_path / "state"}"\n'
+        path.write_text(JobFile(name=name, state_dir=state_dir or tmp_path / "state").render()
                         + textwrap.dedent(body))
         return path
 

@@ -9,11 +9,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from jobfile import files_source, local_destination, sqlite_source, toml
 
 VIGIL = shutil.which("vigil", path=str(Path(sys.executable).parent)) or shutil.which("vigil")
 
@@ -34,16 +36,18 @@ def vigil_json(*args: str, config: Path) -> list | dict:
 
 
 def files_job_body(src: Path, dest: Path, extra: str = "") -> str:
-    return textwrap.dedent(f"""
-        [[source]]
-        type = "files"
-        name = "app"
-        path = "{src}"
-        {extra}
-        [[destination]]
-        type = "local"
-        path = "{dest}"
-    """)
+    """A files source named app and a local destination; `extra` is TOML keys of the source.
+    The destination's table comes last: a test may append keys to it."""
+    source = files_source(src, **tomllib.loads(extra))
+    return "\n" + toml({"source": [source], "destination": [local_destination(dest)]})
+
+
+def systemd_analyze() -> str:
+    """The systemd-analyze command. scripts/install-system-deps.sh installs systemd:
+    its absence is a broken setup, not a pass."""
+    path = shutil.which("systemd-analyze")
+    assert path, "systemd-analyze is missing: run scripts/install-system-deps.sh"
+    return path
 
 
 def committed(dest: Path, job: str = "app") -> list[Path]:
@@ -62,22 +66,14 @@ def flip_byte(path: Path, at: int | None = None) -> None:
 
 
 def email_notify(smtp, on: str = '["failure", "unhealthy", "recovered"]', tls: str = "starttls = true") -> str:
+    """An email channel to the test SMTP server; `on` is a TOML list, `tls` TOML keys."""
     from servers import SMTP_USER
 
-    return textwrap.dedent(f"""
-        [[notify]]
-        type = "email"
-        on = {on}
-        smtp_host = "127.0.0.1"
-        smtp_port = {smtp.port}
-        {tls}
-        tls_ca_file = "{smtp.ca_file}"
-        username = "{SMTP_USER}"
-        password_env = "VIGIL_TEST_SMTP_PASSWORD"
-        from = "vigil@example.test"
-        to = ["ops@example.test", "oncall@example.test"]
-        timeout = "10s"
-    """)
+    channel = {"type": "email", "on": tomllib.loads(f"on = {on}")["on"], "smtp_host": "127.0.0.1",
+               "smtp_port": smtp.port, **tomllib.loads(tls), "tls_ca_file": smtp.ca_file, "username": SMTP_USER,
+               "password_env": "VIGIL_TEST_SMTP_PASSWORD", "from": "vigil@example.test",
+               "to": ["ops@example.test", "oncall@example.test"], "timeout": "10s"}
+    return "\n" + toml({"notify": [channel]})
 
 
 
@@ -163,16 +159,8 @@ def age_keygen(path: Path) -> str:
 
 
 def files_and_sqlite(src, db) -> str:
-    return textwrap.dedent(f"""
-        [[source]]
-        type = "files"
-        name = "app"
-        path = "{src}"
-        [[source]]
-        type = "sqlite"
-        name = "db"
-        path = "{db}"
-    """)
+    """Two sources: the files of `src` (app) and the SQLite database `db` (db)."""
+    return "\n" + toml({"source": [files_source(src), sqlite_source(db)]})
 
 
 def age_decrypt_with_passphrase(src: Path, out: Path, passphrase: str) -> None:

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import time
 
 import pytest
 import zstandard
 from helpers import VIGIL, age_keygen, committed, files_and_sqlite, tree_listing, vigil, vigil_json, wait_for_step
+from jobfile import toml
 
 
 def s3_dest(endpoint: str, bucket: str, name: str = "offsite") -> str:
-    return textwrap.dedent(f"""
-        [[destination]]
-        type = "s3"
-        name = "{name}"
-        bucket = "{bucket}"
-        prefix = "backups/"
-        endpoint_url = "{endpoint}"
-        region = "us-east-1"
-        access_key_id_env = "VIGIL_TEST_S3_KEY"
-        secret_access_key_env = "VIGIL_TEST_S3_SECRET"
-    """)
+    """An s3 destination on the test server, its keys in the fixture's variables; its table comes last."""
+    return "\n" + toml({"destination": [{
+        "type": "s3", "name": name, "bucket": bucket, "prefix": "backups/", "endpoint_url": endpoint,
+        "region": "us-east-1", "access_key_id_env": "VIGIL_TEST_S3_KEY", "secret_access_key_env": "VIGIL_TEST_S3_SECRET",
+    }]})
 
 
 def test_round_trip_through_s3_and_local(tmp_path, make_job, app_tree, s3_server, s3_bucket):

@@ -12,12 +12,14 @@ and pydantic's import and schema building cost ~0.14 s of a ~0.23 s start-up
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 import typing
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
@@ -167,12 +169,27 @@ Source = Union[FilesSource, SqliteSource, PostgresSource, MysqlSource]
 # --- destinations --------------------------------------------------------------
 
 
-def _require_extra(module: str, extra: str, what: str) -> None:
+# The optional dependencies, by the extra that installs each.
+EXTRAS = {"boto3": "s3", "apprise": "apprise"}
+
+
+def _require_extra(module: str, what: str) -> None:
     """A type that needs an optional dependency: one line naming what to install.
     find_spec looks, without importing (boto3 alone costs ~0.2 s of start-up)."""
     if importlib.util.find_spec(module) is None:
         raise ValueError(f"type: {what} needs {module}, which is not installed: "
-                         f"pip install 'vigil-backup[{extra}]'")
+                         f"pip install 'vigil-backup[{EXTRAS[module]}]'")
+
+
+def import_extra(module: str, owner: str) -> ModuleType:
+    """Import an optional dependency where it is used. Loading the job found it;
+    an install that is broken all the same (boto3 without botocore) ends in one
+    line saying what to reinstall, not in a Python error."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{owner}: {module} cannot be imported ({exc}): "
+                          f"pip install 'vigil-backup[{EXTRAS[module]}]'") from None
 
 
 class LocalDestination(Named, tag_field="type", tag="local", kw_only=True, frozen=True):
@@ -193,7 +210,7 @@ class S3Destination(Named, tag_field="type", tag="s3", kw_only=True, frozen=True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require_extra("boto3", "s3", '"s3"')
+        _require_extra("boto3", '"s3"')
         if not _BUCKET.fullmatch(self.bucket):
             raise ValueError(f"bucket: {self.bucket!r} is not a valid bucket name")
         if self.endpoint_url is not None:
@@ -282,7 +299,7 @@ class AppriseNotify(NotifyBase, tag_field="type", tag="apprise", kw_only=True, f
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require_extra("apprise", "apprise", '"apprise"')
+        _require_extra("apprise", '"apprise"')
 
 
 Notify = Union[EmailNotify, WebhookNotify, HealthchecksNotify, CommandNotify, AppriseNotify]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
-from vigil.config.schema import Retry
+from vigil.config.schema import Retry, import_extra
 from vigil.config.secrets import env_missing, env_value
 from vigil.destinations.base import (
     BackupWriter,
@@ -38,8 +38,8 @@ READ = 1 << 20
 
 
 def _client(cfg: Any) -> Any:
-    import boto3
-    from botocore.config import Config
+    boto3 = import_extra("boto3", f"destination {cfg.name}")
+    from botocore.config import Config  # boto3's own dependency: it imported
 
     keys: dict[str, str] = {}
     for key, env in (("aws_access_key_id", cfg.access_key_id_env),

@@ -22,6 +22,7 @@ from vigil.config.schema import (
     EmailNotify,
     HealthchecksNotify,
     WebhookNotify,
+    import_extra,
 )
 from vigil.config.secrets import read_secret
 from vigil.errors import BackupError
@@ -145,7 +146,7 @@ def send_command(cfg: CommandNotify, msg: dict[str, Any]) -> None:
 
 
 def send_apprise(cfg: AppriseNotify, msg: dict[str, Any]) -> None:
-    import apprise
+    apprise = import_extra("apprise", f"notify {cfg.name}")
 
     ap = apprise.Apprise()
     for url in cfg.urls:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.formats.manifest import Manifest, ManifestError
+from vigil.formats.manifest import Artifact, Manifest, ManifestError, is_backup_id, new_backup_id
 
 ID = "20260102T030405Z-abcdef"
 
@@ -104,3 +105,22 @@ def test_any_value_anywhere_loads_or_is_damaged(key: str, value: Any, art_key: s
         # What loads lets through is safe to use: plain names, times that parse, sizes that add up.
         assert all("/" not in a.name and a.name not in ("", ".", "..") for a in m.artifacts)
         assert m.started.tzinfo is not None and m.size >= 0
+
+
+def test_backup_ids_sort_by_time_and_never_collide() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    ids = {new_backup_id(now) for _ in range(2000)}
+    assert len(ids) > 1990  # 16M space: a collision in 2000 draws is ~10% likely; more than a few is a bug
+    assert all(i.startswith("20260102T030405Z-") and is_backup_id(i) for i in ids)
+    assert not is_backup_id("20260102T030405Z")
+
+
+def test_manifest_round_trip_and_rejects_junk() -> None:
+    m = Manifest(id="20260102T030405Z-abcdef", job="j", host="h", vigil_version="0", started_at="2026-01-02T03:04:05.000Z",
+                 finished_at="2026-01-02T03:04:09.000Z", artifacts=[Artifact("files-app.tar.zst", "app", "files", 10, "0" * 64,
+                                                      entries=3, bytes=20)], warnings=["w"])
+    back = Manifest.loads(m.dumps())
+    assert back.to_json() == m.to_json() and back.size == 10
+    for junk in (b"{", b"[]", b'{"format": 2}', b'{"format": 1}'):
+        with pytest.raises(ManifestError):
+            Manifest.loads(junk)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from vigil.logs import printable
+
 
 class VigilError(Exception):
-    """Base class; the message is one line meant for the operator."""
+    """Base class; the message is one line meant for the operator.
+
+    Messages often hold file names, which are data: bytes that are not UTF-8
+    are shown escaped (`caf\\xe9`), so that no journal, terminal or mail
+    writer meets a lone surrogate."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(printable(str(message)))
 
 
 class ConfigError(VigilError):

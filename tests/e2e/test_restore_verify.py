@@ -361,3 +361,34 @@ def test_a_name_the_file_system_refuses_is_reported_with_the_target_path(tmp_pat
     assert f"cannot restore into {target}: " in proc.stderr and "File name too long" in proc.stderr
     assert "object at 0x" not in proc.stderr
     assert not target.exists()
+
+
+def test_a_damaged_file_whose_name_is_not_utf8_is_reported_escaped_and_recorded(tmp_path, make_job):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("ok\n")
+    Path(os.fsdecode(os.fsencode(src) + b"/caf\xe9.txt")).write_bytes(b"hello\n" * 100)
+    dest = tmp_path / "backups"
+    job = make_job(files_job_body(src, dest))
+    vigil("run", config=job, check=0)
+    [backup] = committed(dest)
+    # The index now disagrees with the archive about the file with the Latin-1 name.
+    index = backup / "index-app.jsonl.zst"
+    lines = zstandard.ZstdDecompressor().decompressobj().decompress(index.read_bytes()).decode().splitlines()
+    entries = [json.loads(line) for line in lines]
+    for e in entries:
+        if e["path"].startswith("caf") and e.get("sha256"):
+            e["sha256"] = "0" * 64
+    data = zstandard.ZstdCompressor().compress(("\n".join(json.dumps(e) for e in entries) + "\n").encode())
+    index.write_bytes(data)
+    manifest = json.loads((backup / "manifest.json").read_text())
+    for art in manifest["artifacts"]:
+        if art["name"] == index.name:
+            art["size"], art["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+
+    proc = vigil("verify", "app", "latest", "--deep", config=job)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    assert "caf\\xe9.txt: content differs from the index" in proc.stdout
+    health = vigil("health", config=job)  # the verdict was recorded in the journal
+    assert health.returncode == 2 and "found damaged by verify" in health.stdout, health.stdout

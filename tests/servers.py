@@ -39,7 +39,7 @@ class SmtpServer:
         server = self
 
         class Handler:
-            async def handle_DATA(self, smtp, session, envelope):  # noqa: N802 - aiosmtpd API
+            async def handle_DATA(self, smtp, session, envelope):
                 server.envelopes.append(envelope)
                 server.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
                 return "250 OK"
@@ -118,7 +118,7 @@ class HttpRecorder(_Served):
                 self.end_headers()
                 self.wfile.write(b"OK")
 
-            do_GET = do_POST = _handle  # noqa: N815
+            do_GET = do_POST = _handle
 
         self._serve(Handler)
 
@@ -186,6 +186,6 @@ class FlakyFront(_Served):
                     self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
         self._serve(Handler)

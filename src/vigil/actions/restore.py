@@ -57,7 +57,7 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
     for dest, manifest in copies:
         try:
             summary = _restore_copy(job, dest, manifest, source, target, log, meter, str(targets[0]))
-        except Exception as exc:  # noqa: BLE001 - sorted by _copy_failed; the rest is raised as it was
+        except Exception as exc:  # sorted by _copy_failed; the rest is raised as it was
             if len(copies) == 1 or not _copy_failed(exc):
                 raise
             failed.append(f"{dest.name}: {exc}")

@@ -88,7 +88,7 @@ def _login(server: smtplib.SMTP, user: str, password: str) -> None:
 def _http(url: str, data: bytes | None, headers: dict[str, str], timeout: float) -> None:
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
                                  headers={"User-Agent": USER_AGENT, **headers})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - operator-configured URL
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         if not 200 <= resp.status < 300:
             raise BackupError(f"{url} answered HTTP {resp.status}")
         resp.read()

@@ -68,7 +68,7 @@ class _Prefetch:
         try:
             while not self._stop.is_set() and (chunk := self._reader.read(READ)):
                 self._queue.put(chunk)
-        except BaseException as exc:  # handed to the consumer, raised on its thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised on its thread
             self._error = exc
         finally:
             self._queue.put(None)

@@ -185,3 +185,53 @@ def age_decrypt_with_passphrase(src: Path, out: Path, passphrase: str) -> None:
         os.close(fd)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
+
+
+# --- cron's and systemd's rules, read back independently of vigil's own code ---
+
+
+def cron_sh(line: str) -> str:
+    """What cron hands to `sh -c` (crontab(5)): an unescaped % ends the command, \\% is a %."""
+    out, i = "", 0
+    while i < len(line):
+        if line[i] == "\\" and i + 1 < len(line):
+            out += "%" if line[i + 1] == "%" else line[i:i + 2]
+            i += 2
+            continue
+        if line[i] == "%":
+            break
+        out += line[i]
+        i += 1
+    return out
+
+
+def systemd_reading(value: str) -> list[str]:
+    """systemd.service(5), "Command lines": split on whitespace, quotes group, C escapes,
+    then %% is % (specifiers) and $$ is $ (variables)."""
+    escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "s": " "}
+    out, cur, quote, started, i = [], "", None, False, 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            nxt = value[i + 1]
+            if nxt == "x":
+                cur += chr(int(value[i + 2:i + 4], 16))
+                i += 4
+                continue
+            cur += escapes[nxt]
+            i, started = i + 2, True
+            continue
+        if quote and c == quote:
+            quote = None
+        elif not quote and c in "\"'":
+            quote, started = c, True
+        elif not quote and c == " ":
+            if started:
+                out.append(cur)
+            cur, started = "", False
+        else:
+            cur, started = cur + c, True
+        i += 1
+    if started:
+        out.append(cur)
+    return [w.replace("%%", "%").replace("$$", "$") for w in out]

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import VIGIL, files_job_body, vigil
+from helpers import VIGIL, cron_sh, files_job_body, systemd_reading, vigil
 
 LEGACY = "/var/www/api-gateway/scripts/backup-run.sh"
 
@@ -192,21 +192,6 @@ def fake_vigil(path: Path, record: Path) -> None:
     path.chmod(0o755)
 
 
-def cron_sh(command: str) -> str:
-    """What cron hands to `sh -c` (crontab(5)): an unescaped % ends the command, \\% is a %."""
-    out, i = "", 0
-    while i < len(command):
-        if command[i] == "\\" and i + 1 < len(command):
-            out += "%" if command[i + 1] == "%" else command[i:i + 2]
-            i += 2
-            continue
-        if command[i] == "%":
-            break
-        out += command[i]
-        i += 1
-    return out
-
-
 def install(vigil_path: Path, job: Path, root: Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(vigil_path), "--config", str(job), "schedule", "install", "app", "--root", str(root),
                            *flags], capture_output=True, text=True)
@@ -234,35 +219,6 @@ def test_cron_line_runs_this_vigil_with_the_config_as_one_argument(tmp_path, app
     assert seen == [["--config", str(job), "run", "app"], ["--config", str(job), "health", "--notify", "app"],
                     ["--config", str(job), "verify", "--deep", "app"]]
     assert not list(home.rglob("PWNED")) and not list(tmp_path.rglob("PWNED"))
-
-
-def systemd_reading(value: str) -> list[str]:
-    """systemd.service(5), "Command lines": whitespace splits, quotes group, C escapes (\\xNN),
-    then %% is % (specifiers) and $$ is $ (variables)."""
-    out, cur, quote, started, i = [], "", None, False, 0
-    while i < len(value):
-        c = value[i]
-        if c == "\\":
-            if value[i + 1] == "x":
-                cur, i = cur + chr(int(value[i + 2:i + 4], 16)), i + 4
-            else:
-                cur, i = cur + value[i + 1], i + 2
-            started = True
-            continue
-        if quote and c == quote:
-            quote = None
-        elif not quote and c in "\"'":
-            quote, started = c, True
-        elif not quote and c == " ":
-            if started:
-                out.append(cur)
-            cur, started = "", False
-        else:
-            cur, started = cur + c, True
-        i += 1
-    if started:
-        out.append(cur)
-    return [w.replace("%%", "%").replace("$$", "$") for w in out]
 
 
 def test_systemd_units_run_this_vigil_with_the_config_as_one_argument(tmp_path, app_tree):

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import systemd_analyze
+from helpers import cron_sh, systemd_analyze, systemd_reading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -65,21 +65,6 @@ NASTY = ["/srv/my jobs/app.toml", "/srv/50% off/app.toml", "/srv/$HOME/x", "/srv
 words = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\0\n\r"), max_size=30)
 
 
-def cron_sh(line: str) -> str:
-    """What cron hands to `sh -c` (crontab(5)): an unescaped % ends the command, \\% is a %."""
-    out, i = "", 0
-    while i < len(line):
-        if line[i] == "\\" and i + 1 < len(line):
-            out += "%" if line[i + 1] == "%" else line[i:i + 2]
-            i += 2
-            continue
-        if line[i] == "%":
-            break
-        out += line[i]
-        i += 1
-    return out
-
-
 @pytest.fixture(scope="module")
 def recorder(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("rec")
@@ -114,38 +99,6 @@ def test_cron_command_matches_crons_rule() -> None:
     assert cron_command(r"echo a\%b\\%c") == "echo a%b\\\\"
     assert cron_command("date +%s") == "date +"
     assert shell_words(cron_command(cron_word("/x/50%") + " run")) == ["/x/50%", "run"]
-
-
-def systemd_reading(value: str) -> list[str]:
-    """systemd.service(5), "Command lines": split on whitespace, quotes group, C escapes,
-    then %% is % (specifiers) and $$ is $ (variables)."""
-    escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "s": " "}
-    out, cur, quote, started, i = [], "", None, False, 0
-    while i < len(value):
-        c = value[i]
-        if c == "\\":
-            nxt = value[i + 1]
-            if nxt == "x":
-                cur += chr(int(value[i + 2:i + 4], 16))
-                i += 4
-                continue
-            cur += escapes[nxt]
-            i, started = i + 2, True
-            continue
-        if quote and c == quote:
-            quote = None
-        elif not quote and c in "\"'":
-            quote, started = c, True
-        elif not quote and c == " ":
-            if started:
-                out.append(cur)
-            cur, started = "", False
-        else:
-            cur, started = cur + c, True
-        i += 1
-    if started:
-        out.append(cur)
-    return [w.replace("%%", "%").replace("$$", "$") for w in out]
 
 
 @pytest.mark.parametrize("path", NASTY)

@@ -111,6 +111,7 @@ class MemoryDestination(Destination):
         self.backups: dict[tuple[str, str], _Backup] = {}
         self.lock = threading.Lock()  # a fan-out writes from its own thread
         self.down = False  # a store that cannot be reached: every call fails
+        self.status: dict[str, bytes] = {}
 
     def fail(self, message: str) -> BackupError:
         return BackupError(f"destination {self.name}: {message}", f"destination:{self.name}")
@@ -156,6 +157,10 @@ class MemoryDestination(Destination):
         self.ensure_up()
         with self.lock:
             self.backups.pop((job, backup_id), None)
+
+    def put_status(self, job: str, data: bytes) -> None:
+        self.ensure_up()
+        self.status[job] = bytes(data)
 
     def partials(self, job: str) -> list[Partial]:
         now = time.time()

@@ -135,6 +135,13 @@ def test_a_backup_is_listed_only_once_committed(dest: Destination) -> None:
     assert listed(dest) == [IDS[0]]
 
 
+def test_the_status_object_is_replaced_whole_and_is_no_backup(dest: Destination) -> None:
+    store(dest, IDS[0])
+    dest.put_status(JOB, b'{"outcome": "success"}')
+    dest.put_status(JOB, b'{"outcome": "failed"}')
+    assert listed(dest) == [IDS[0]] and partial_ids(dest) == [] and dest.scan(JOB).damaged == []
+
+
 def test_an_aborted_writer_leaves_nothing(dest: Destination) -> None:
     store(dest, IDS[0])
     writer = dest.begin(JOB, IDS[1])

@@ -8,6 +8,7 @@ Every way out (success, BackupError, any exception, a signal) passes through
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from vigil.actions.prune import dead_runs, prune_job
 from vigil.children import protect_secrets
 from vigil.config.schema import Job, LocalDestination
 from vigil.destinations.base import BackupWriter, Destination, make_destination, space_needed
-from vigil.errors import BackupError, ConfigError, Interrupted
+from vigil.errors import BackupError, ConfigError, Interrupted, VigilError
 from vigil.formats.manifest import Manifest, new_backup_id
 from vigil.pipeline import crypto
 from vigil.pipeline.backupset import BackupSet
@@ -450,12 +451,35 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - the journal failing must not hide the outcome
             self.log.error("cannot record the outcome in the journal: %s", exc)
         self.log.info("run %s finished: %s", self.run_id, outcome)
+        self._write_status(row)
         write_textfile(self.job, self.log)
         self._notify(row, {"log_tail": self.log_tail(), "committed_on": self.committed_on})
         self._close_run_log()
         self.journal.close()
         return RunResult(self.job.name, outcome, self.run_id, step, error, row.backup_id, self.warnings,
                          self.committed_on)
+
+    def _write_status(self, row: RunRow) -> None:
+        """`JOB/status.json` on every destination (SPEC §13): what a fleet view reads without the
+        job file. Nothing secret goes in; a destination that refuses it costs a warning, not the run."""
+        job = self.job
+        base = {"host": self.host, "job": job.name, "run_id": self.run_id, "outcome": str(row.outcome),
+                "step": row.step, "error": row.error, "started_at": iso(row.started_at),
+                "finished_at": iso(row.finished_at), "schedule": job.schedule.cron,
+                "grace_seconds": job.health.grace.total_seconds(),
+                "max_age_seconds": job.health.max_age.total_seconds() if job.health.max_age else None}
+        for cfg in job.destination:
+            try:
+                dest = make_destination(cfg, job.retry)
+                if cfg.name in self.committed_on:
+                    newest: tuple[str | None, int | None] = (self.run_id, self.size)
+                else:
+                    listed = dest.list(job.name)[:1]
+                    newest = (listed[0].id, listed[0].size) if listed else (None, None)
+                status = {**base, "newest_backup_id": newest[0], "newest_backup_bytes": newest[1]}
+                dest.put_status(job.name, (json.dumps(status, indent=2) + "\n").encode())
+            except VigilError as exc:
+                self.log.warning("destination %s: status.json not written: %s", cfg.name, exc)
 
     def _notify(self, row: RunRow, extra: dict[str, Any]) -> None:
         if self.notifier is None:

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from vigil.errors import Damaged
 from vigil.formats.manifest import MANIFEST, Manifest, ManifestError, is_backup_id, is_plain_name
 
+STATUS = "status.json"  # JOB/status.json: the job's last run, for a fleet view (SPEC §13)
+
 
 @dataclass
 class DamagedBackup:
@@ -179,6 +181,12 @@ class Destination(ABC):
         """Remove a backup: the manifest first, so a half-deleted one is a partial,
         never damaged. Damaged for an id that is not one; a backup that is not
         there is no error; BackupError if the store refuses."""
+
+    @abstractmethod
+    def put_status(self, job: str, data: bytes) -> None:
+        """Replace `JOB/status.json` (SPEC §13) in one step: a reader sees the old object or the
+        new one, never a mix. It is no backup: scan, list and partials never see it.
+        BackupError if the store refuses."""
 
     @abstractmethod
     def partials(self, job: str) -> builtins.list[Partial]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vigil.destinations.base import (
+    STATUS,
     BackupWriter,
     DamagedBackup,
     Destination,
@@ -279,6 +281,23 @@ class LocalDestination(Destination):
             return  # not there: nothing to delete
         except OSError as exc:
             raise self._os_fail(f"cannot delete {path}", exc) from None
+
+    def put_status(self, job: str, data: bytes) -> None:
+        job_dir = self.root / job
+        tmp = job_dir / f".{STATUS}.{secrets.token_hex(8)}"
+        try:
+            job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, job_dir / STATUS)  # atomic: the old object or the new one
+            _fsync_dir(job_dir)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._os_fail(f"cannot write {job_dir / STATUS}", exc) from None
 
     def partials(self, job: str) -> list[Partial]:
         job_dir = self.root / job

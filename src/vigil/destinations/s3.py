@@ -19,6 +19,7 @@ from typing import Any
 from vigil.config.schema import Retry, import_extra
 from vigil.config.secrets import env_missing, env_value
 from vigil.destinations.base import (
+    STATUS,
     BackupWriter,
     DamagedBackup,
     Destination,
@@ -286,6 +287,13 @@ class S3Destination(Destination):
             self._delete_prefix(self.key(job, backup_id), first=self.key(job, backup_id, MANIFEST))
         except Exception as exc:  # noqa: BLE001
             raise self._fail(f"cannot delete backup {backup_id}", exc) from None
+
+    def put_status(self, job: str, data: bytes) -> None:
+        key = f"{self.cfg.prefix}{job}/{STATUS}"
+        try:  # one PUT replaces the object whole
+            self.s3.put_object(Bucket=self.cfg.bucket, Key=key, Body=data, ContentType="application/json")
+        except Exception as exc:  # noqa: BLE001 - said as the destination's error
+            raise self._fail(f"cannot write {key}", exc) from None
 
     def partials(self, job: str) -> list[Partial]:
         out: dict[str, float] = {}

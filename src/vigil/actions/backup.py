@@ -468,7 +468,12 @@ class Run:
                 "finished_at": iso(row.finished_at), "schedule": job.schedule.cron,
                 "grace_seconds": job.health.grace.total_seconds(),
                 "max_age_seconds": job.health.max_age.total_seconds() if job.health.max_age else None}
+        # A destination that failed in this run is not asked again: its status goes stale, and a
+        # fleet view says so.
+        failed = set(self._backup_set.failed) if self._backup_set is not None else set()
         for cfg in job.destination:
+            if cfg.name in failed:
+                continue
             try:
                 dest = make_destination(cfg, job.retry)
                 if cfg.name in self.committed_on:

@@ -5,7 +5,7 @@ Plain members (ASCII name under 100 bytes, sizes and times in range) get the
 same 512 bytes from a struct-like fast path; everything else (long or
 non-ASCII names, times before 1970 or after 2242, large ids) goes through
 tarfile's pax writer, so the archive stays POSIX pax that GNU tar, bsdtar and
-Python read alike. tests/unit/test_tarheader.py checks the two agree.
+Python read alike. tests/unit/formats/test_tarheader.py checks the two agree.
 """
 
 from __future__ import annotations

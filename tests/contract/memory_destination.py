@@ -137,7 +137,7 @@ class MemoryDestination(Destination):
         with self.lock:
             return {i: b for (j, i), b in self.backups.items() if j == job}
 
-    def scan(self, job: str) -> Scan:
+    def scan_stored(self, job: str) -> Scan:
         complete, damaged = [], []
         for backup_id, backup in self._of(job).items():
             if backup.committed:

@@ -163,6 +163,8 @@ def test_run_and_its_retention_survive_a_damaged_backup(tmp_path, make_job):
         path = "{dest}"
         [retention]
         keep_last = 1
+        [files]
+        incremental = false  # each backup stands alone: retention keeps one
     """)
     tar, index = good_archive()
     write_backup(dest, tar, index, backup_id="20200101T000000Z-000001", manifest={"id": "../../victim"})

@@ -149,7 +149,7 @@ def test_flipped_byte_is_found_by_verify_and_stops_restore(tmp_path, make_job, a
     [backup] = committed(tmp_path / "backups")
     flip_byte(backup / "files-app.tar.zst")
 
-    vigil("run", config=job, check=0)  # a second, intact backup
+    vigil("run", "--full", config=job, check=0)  # a second, intact backup that needs nothing of the first
     every = vigil("verify", "app", "--all", config=job, check=1)
     assert "2 backup(s) checked, 1 problem(s) found" in every.stdout
     for args in (["verify", "app", backup.name], ["verify", "app", backup.name, "--deep"]):
@@ -189,11 +189,11 @@ def test_verify_takes_a_backup_without_the_job_name(tmp_path, make_job, app_tree
 
 def test_prune_dry_run_real_run_and_refusal_after_failure(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
-    job = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 2\n")
+    job = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 2\n[files]\nincremental = false\n")
     for _ in range(3):
         vigil("run", config=job, check=0)
     assert len(committed(dest)) == 2  # retention runs after each committed backup
-    make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n")
+    make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n[files]\nincremental = false\n")
     dry = vigil("prune", "--dry-run", config=job, check=0)
     assert "would delete" in dry.stdout and "last #1" in dry.stdout
     assert len(committed(dest)) == 2
@@ -205,13 +205,13 @@ def test_prune_dry_run_real_run_and_refusal_after_failure(tmp_path, make_job, ap
     old = time.time() - 2 * 86400
     os.utime(stale, (old, old))
 
-    bad = make_job(files_job_body(tmp_path / "missing", dest) + "[retention]\nkeep_last = 1\n")
+    bad = make_job(files_job_body(tmp_path / "missing", dest) + "[retention]\nkeep_last = 1\n[files]\nincremental = false\n")
     vigil("run", config=bad, check=1)
     refused = vigil("prune", config=bad, check=1)
     assert "not pruning" in refused.stderr
     assert len(committed(dest)) == 2
 
-    good = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n")
+    good = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n[files]\nincremental = false\n")
     vigil("run", config=good, check=0)
     assert len(committed(dest)) == 1
     assert not stale.exists()

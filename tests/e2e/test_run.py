@@ -473,7 +473,7 @@ def test_full_disk_fails_cleanly_and_keeps_the_last_backup(tmp_path, make_job, a
     [first] = committed(dest)
 
     # The source grows past what the disk can hold: the write hits ENOSPC.
-    (app_tree / "upload2.bin").write_bytes(os.urandom(16 << 20))
+    (app_tree / "upload2.bin").write_bytes(os.urandom(22 << 20))
     proc = vigil("run", config=job, check=1)
     assert "Traceback" not in proc.stderr
     assert "No space left on device" in proc.stderr.splitlines()[-1] and str(dest) in proc.stderr.splitlines()[-1]

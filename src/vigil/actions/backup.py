@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from vigil import __version__
 from vigil.actions.hooks import run_hooks
+from vigil.actions.incremental import Base, choose
 from vigil.actions.monitor import write_textfile
 from vigil.actions.prune import dead_runs, prune_job
 from vigil.children import protect_secrets
@@ -35,6 +36,7 @@ from vigil.pipeline import crypto
 from vigil.pipeline.backupset import BackupSet
 from vigil.pipeline.progress import NO_PROGRESS, Meter
 from vigil.sources.base import Source, SourceContext, make_source
+from vigil.state import index_cache
 from vigil.state.journal import Journal, Outcome, RunRow
 from vigil.state.lock import JobLock, LockHeld, S3Lease, is_alive
 from vigil.timeutil import iso, utcnow
@@ -81,8 +83,10 @@ def parent_chain(pid: int | None = None, depth: int = 4) -> list[str]:
 
 class Run:
     def __init__(self, job: Job, *, log: logging.Logger, notifier: Notifier | None = None,
-                 clock: Callable[[], float] = time.time, meter: Meter = NO_PROGRESS) -> None:
+                 clock: Callable[[], float] = time.time, meter: Meter = NO_PROGRESS, full: bool = False) -> None:
         self.job = job
+        self.full = full  # `run --full`: no base, whatever the newest backup is
+        self._base: Base | None = None
         self.log = log
         self.notifier = notifier
         self.meter = meter
@@ -282,6 +286,8 @@ class Run:
             self._finishing = True
             if outcome != Outcome.SUCCESS and self._backup_set is not None:
                 self._backup_set.abort()  # committed copies are renamed away: only partials go
+            if not self.committed_on:
+                index_cache.discard(self.job.state_dir, self.job.name, self.run_id)
         if outcome != Outcome.SUCCESS:
             self.log.error("run %s failed at step %s: %s", self.run_id, self.step, error)
             self._on_failure_hooks()
@@ -297,7 +303,7 @@ class Run:
         tmp_dir = job.state_dir / "tmp" / job.name
         self._remove_leftovers(tmp_dir)
         encryptor = crypto.encryptor(job) if job.encryption is not None else None
-        ctx = SourceContext(job=job, log=self.log, tmp_dir=tmp_dir)
+        ctx = SourceContext(job=job, log=self.log, tmp_dir=tmp_dir, backup_id=self.run_id)
         sources = [make_source(s, ctx) for s in job.source]
         for source in sources:
             source.preflight()
@@ -315,6 +321,10 @@ class Run:
                 unusable[cfg.name] = exc
         if not destinations:
             raise next(iter(unusable.values()))
+        self._base = choose(job, destinations, [s.describe() for s in sources], full=self.full, now=utcnow(),
+                            log=self.log)
+        if self._base is not None:
+            ctx.base_indexes = self._base.indexes
 
         try:
             self._enter("hook:before")
@@ -421,12 +431,21 @@ class Run:
 
         self._enter("commit")
         finished = self.clock()
+        base = self._base
         manifests = {enc: Manifest(
             id=self.run_id, job=self.job.name, host=self.host, vigil_version=__version__,
             started_at=iso(self.started_at), finished_at=iso(finished), artifacts=arts,
             warnings=self.warnings, sources=[s.describe() for s in sources],
+            kind="incremental" if base else "full", base=base.manifest.id if base else None,
+            chain=base.chain if base else [],
         ) for enc, arts in backup_set.artifacts.items()}
         backup_set.commit(manifests, self._committed)
+        if self.committed_on:
+            try:  # the next run's base: this backup's indexes, kept locally
+                index_cache.commit(self.job.state_dir, self.job.name, self.run_id)
+            except OSError as exc:
+                self.log.warning("cannot keep the index cache in %s: %s; the next backup may be full",
+                                 self.job.state_dir, exc.strerror)
         if backup_set.failed:
             first = next(iter(backup_set.failed))
             raise BackupError(backup_set.failed[first], f"destination:{first}")

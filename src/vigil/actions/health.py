@@ -33,7 +33,10 @@ class Newest:
     error: str | None = None
     times: list[datetime] = field(default_factory=list)  # newest first, at most two
     ids: list[str] = field(default_factory=list)  # of the same backups
-    sizes: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # stored bytes
+    # Bytes of the state each stands for (SPEC §11): an incremental stores little but stands
+    # for the whole tree, so a size drop is judged on these.
+    state_sizes: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # of the newest
     damaged: str | None = None  # the newest backup's id and why its manifest does not check out
 
@@ -181,9 +184,10 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
             damaged = _damaged(f, d)
             if damaged:
                 crit.append(f"destination {d.destination}: {damaged}")
-            if len(d.sizes) == 2 and d.sizes[0] < d.sizes[1] / 2:
-                warn.append(f"destination {d.destination}: newest backup ({d.sizes[0]} bytes) is less than half "
-                            f"the size of the previous one ({d.sizes[1]} bytes)")
+            state = d.state_sizes or d.sizes
+            if len(state) == 2 and state[0] < state[1] / 2:
+                warn.append(f"destination {d.destination}: newest backup ({state[0]} bytes) is less than half "
+                            f"the size of the previous one ({state[1]} bytes)")
     if newest_all:
         h.last_success_at = max(newest_all)
         h.age_seconds = round((now - h.last_success_at).total_seconds(), 3)

@@ -31,13 +31,14 @@ def list_backups(jobs: list[Job]) -> Listing:
                 out.rows.append({
                     "id": m.id, "job": j.name, "destination": dcfg.name, "started_at": m.started_at,
                     "finished_at": m.finished_at, "size": m.size, "artifacts": [a.name for a in m.artifacts],
-                    "warnings": m.warnings, "status": "complete", "reason": None,
+                    "warnings": m.warnings, "status": "complete", "reason": None, "kind": m.kind,
+                    "base": m.base, "state_bytes": m.state_size,
                 })
             for bad in scan.damaged:  # nothing of its manifest is shown: none of it checked out
                 out.rows.append({
                     "id": bad.backup_id, "job": j.name, "destination": dcfg.name, "started_at": None,
                     "finished_at": None, "size": None, "artifacts": [], "warnings": [], "status": "damaged",
-                    "reason": bad.reason,
+                    "reason": bad.reason, "kind": None, "base": None, "state_bytes": None,
                 })
     # A backup id starts with its UTC start time: the order for damaged backups too.
     out.rows.sort(key=lambda r: (r["id"][:16], r["started_at"] or "", r["id"]), reverse=True)

@@ -47,6 +47,7 @@ def gather(job: Job, now: datetime) -> Facts:
             n.times = [m.started for m in manifests]
             n.ids = [m.id for m in manifests]
             n.sizes = [m.size for m in manifests]
+            n.state_sizes = [m.state_size for m in manifests]
             n.warnings = manifests[0].warnings if manifests else []
         except VigilError as exc:
             n.error = str(exc)

@@ -37,8 +37,10 @@ def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.L
     # never deleted by a rule (what it holds is for the operator to look at).
     for bad in scan.damaged:
         log.warning("prune %s: backup %s is damaged, left in place: %s", dest.name, bad.backup_id, bad.reason)
-    decisions = decide([Backup(m.id, m.started) for m in scan.complete], job.retention)
+    decisions = decide([Backup(m.id, m.started, tuple(m.chain)) for m in scan.complete], job.retention)
     deleted, partials = [], []
+    # Newest first: an incremental goes before its base, so a prune cut short never
+    # leaves a backup without its chain.
     for d in decisions:
         if d.keep or dry_run:
             continue

@@ -20,7 +20,7 @@ from vigil.formats.manifest import Manifest
 from vigil.formats.tarreader import TarFormatError
 from vigil.pipeline.crypto import decryptor
 from vigil.pipeline.progress import NO_PROGRESS, Meter
-from vigil.pipeline.reading import ArtifactReader, ChecksumError, find_backup
+from vigil.pipeline.reading import ArtifactReader, ChecksumError, find_backup, with_chain
 from vigil.sources.base import RestoreTarget, SourceContext, source_for
 
 _DAMAGE: tuple[type[BaseException], ...] = (Damaged, ChecksumError, TarFormatError)
@@ -51,6 +51,7 @@ def restore(job: Job, backup_id: str, source: str, *, to_dir: Path | None, to_da
     job.source_named(source)  # unknown source: a usage error naming it
     copies = _copies(job, backup_id, destination, log)
     if not copies:
+        _refuse_damaged(job, backup_id, destination)
         raise ConfigError(f"job {job.name}: no complete backup {backup_id!r} on any destination")
     target = RestoreTarget(to_dir, to_database, to_file, include, force)
     failed: list[str] = []
@@ -97,9 +98,24 @@ def _copies(job: Job, backup_id: str, only: str | None, log: logging.Logger) -> 
         except VigilError as exc:  # unreachable: the others may still hold the backup
             log.warning("%s; trying the other destinations", exc)
     if backup_id == "latest" and found:
-        newest = max(m.id for _, m in found)
+        newest = max(found, key=lambda f: (f[1].started, f[1].id))[1].id
         found = [(d, m) for d, m in found if m.id == newest]
     return found
+
+
+def _refuse_damaged(job: Job, backup_id: str, only: str | None) -> None:
+    """A backup that is there but damaged (its chain broken, its manifest wrong) is a failure
+    to say as such, not an unknown id."""
+    for cfg in job.destination:
+        if only not in (None, cfg.name):
+            continue
+        try:
+            damaged = make_destination(cfg).scan(job.name).damaged
+        except VigilError:
+            continue
+        bad = next((d for d in damaged if d.backup_id == backup_id), None)
+        if bad is not None:
+            raise BackupError(f"backup {backup_id} on {cfg.name} cannot be restored: {bad.reason}; nothing restored")
 
 
 def _restore_copy(job: Job, dest: Destination, manifest: Manifest, source: str, target: RestoreTarget,
@@ -109,7 +125,8 @@ def _restore_copy(job: Job, dest: Destination, manifest: Manifest, source: str, 
         raise ConfigError(f"backup {manifest.id} holds nothing of source {source!r}")
     start = time.monotonic()
     decrypt = decryptor(job)
-    readers = [ArtifactReader(dest, manifest, a, decrypt, meter) for a in arts]
+    readers = [ArtifactReader(dest, m, a, decrypt, meter)
+               for m in with_chain(dest, manifest) for a in m.artifacts if a.source == source]
     ctx = SourceContext(job=job, log=log, tmp_dir=job.state_dir / "tmp")
     done = source_for(source, arts[0].type, ctx).restore_to(readers, target)
     return Summary(source, manifest.id, dest.name, where, entries=done.entries, bytes=done.bytes,

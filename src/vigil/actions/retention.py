@@ -6,7 +6,9 @@ walks the backups newest first and keeps the newest backup of each period
 backup already kept by an earlier rule uses up its period but does not count
 towards N. If a rule runs out of backups before N, it also keeps the oldest
 one (as borg does), so that the history reaches back as far as it can. The
-newest backup is always kept; an empty policy keeps everything.
+newest backup is always kept; an empty policy keeps everything. Then every
+backup in the chain of a kept incremental backup is kept too ("base of ID"),
+so that no kept backup loses what it is restored from (SPEC §11).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ RULES: list[tuple[str, Callable[[datetime], str]]] = [
 class Backup:
     id: str
     time: datetime  # timezone-aware
+    chain: tuple[str, ...] = ()  # an incremental backup's: its full first, its base last
 
 
 @dataclass
@@ -79,4 +82,9 @@ def decide(backups: list[Backup], policy: Retention) -> list[Decision]:
             reasons[oldest.id].append(f"{rule} #{count + 1} (oldest)")
     if ordered and not reasons[ordered[0].id]:
         reasons[ordered[0].id].append("newest")
+    for b in ordered:  # newest first: a base kept only for a newer backup still keeps its own chain
+        if reasons[b.id]:
+            for base in b.chain:
+                if base in reasons and not any(r.startswith("base of") for r in reasons[base]):
+                    reasons[base].append(f"base of {b.id}")
     return [Decision(b, bool(reasons[b.id]), reasons[b.id]) for b in ordered]

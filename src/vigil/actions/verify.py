@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 from vigil.config.load import select_jobs
 from vigil.config.schema import Job
-from vigil.destinations.base import Destination, make_destination
+from vigil.destinations.base import Destination, make_destination, newest_id
 from vigil.errors import BackupError, ConfigError, VigilError
 from vigil.formats.manifest import Artifact, Manifest, is_backup_id
 from vigil.pipeline.crypto import decryptor
 from vigil.pipeline.progress import NO_PROGRESS, Meter
-from vigil.pipeline.reading import ArtifactReader
+from vigil.pipeline.reading import ArtifactReader, with_chain
 from vigil.sources.base import Source, SourceContext, source_for
 from vigil.state.journal import Journal, VerifyRow
 
@@ -46,8 +46,7 @@ class Verifier:
         or not), and a line for each copy whose manifest does not check out."""
         scans = [(dest, dest.scan(self.job.name)) for dest in map(make_destination, self.job.destination)]
         if backup_id == "latest":
-            ids = [m.id for _, s in scans for m in s.complete] + [d.backup_id for _, s in scans for d in s.damaged]
-            backup_id = max(ids, default="")
+            backup_id = newest_id([s for _, s in scans]) or ""
         found = [(dest, m) for dest, s in scans for m in s.complete if m.id == backup_id]
         damaged = [f"{dest.name}:{self.job.name}/{d.backup_id}: damaged backup: {d.reason}"
                    for dest, s in scans for d in s.damaged if d.backup_id == backup_id]
@@ -65,18 +64,28 @@ class Verifier:
         decrypt = decryptor(self.job)
         for dest, manifest in found:
             report.copies.append((dest.name, manifest.id, []))
-            readers = [ArtifactReader(dest, manifest, a, decrypt, self.meter) for a in manifest.artifacts]
+            try:
+                chain = with_chain(dest, manifest)
+            except BackupError as exc:
+                report.problems.append(str(exc))
+                report.copies[-1][2].append(str(exc))
+                continue
+            readers = [ArtifactReader(dest, m, a, decrypt, self.meter) for m in chain for a in m.artifacts]
             for reader in readers:
+                own = reader.manifest is manifest
                 try:
-                    if deep:
+                    if deep and own:
                         related = [r for r in readers if r.art.source == reader.art.source]
                         self._source(reader.art).verify_deep(reader, related)
+                    elif deep and reader.art.type == "files":
+                        continue  # read through by the deep check of the backup's own archive
                     else:
                         reader.check()
                     report.checked.append(reader.where)
                 except BackupError as exc:
-                    report.problems.append(str(exc))
-                    report.copies[-1][2].append(str(exc))
+                    problem = str(exc) if own else f"{exc} (base of {manifest.id})"
+                    report.problems.append(problem)
+                    report.copies[-1][2].append(problem)
         if restore_test:
             dest, manifest = found[0]
             for art in manifest.artifacts:

@@ -36,9 +36,9 @@ def list_(ctx: click.Context, job: str | None, as_json: bool) -> None:
 def _print_list(rows: list[dict[str, Any]]) -> None:
     print(table(
         [[r["job"], r["destination"], r["id"], r["started_at"] or "-",
-          human_size(r["size"]), r["status"],
+          human_size(r["size"]), r["kind"] or "-", r["base"] or "-", r["status"],
           str(len(r["warnings"])) if r["warnings"] else "-"] for r in rows],
-        ["JOB", "DESTINATION", "ID", "STARTED", "SIZE", "STATUS", "WARNINGS"],
+        ["JOB", "DESTINATION", "ID", "STARTED", "SIZE", "KIND", "BASE", "STATUS", "WARNINGS"],
     ))
     for r in rows:
         if r["reason"]:

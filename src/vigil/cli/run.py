@@ -20,8 +20,9 @@ SEVERITY = {Outcome.SUCCESS: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2, Outcome.I
 
 @click.command()
 @JOBS
+@click.option("--full", is_flag=True, help="Store every file, not only what changed since the last backup.")
 @click.pass_context
-def run(ctx: click.Context, jobs: tuple[str, ...]) -> str:
+def run(ctx: click.Context, jobs: tuple[str, ...], full: bool) -> str:
     """Run a backup of each job (default: all): lock, hooks, sources, destinations, verify, retention, notify."""
     from vigil.actions.backup import Run  # only here: the other commands start without the run machinery
     from vigil.notify import RunNotifier
@@ -31,7 +32,7 @@ def run(ctx: click.Context, jobs: tuple[str, ...]) -> str:
     results: list[RunResult] = []
     for job in selected:
         with meter(state(ctx).progress) as m:
-            result = Run(job, log=log, notifier=notifier, meter=m).execute()
+            result = Run(job, log=log, notifier=notifier, meter=m, full=full).execute()
         results.append(result)
         _report(result)
         if result.outcome == Outcome.INTERRUPTED:

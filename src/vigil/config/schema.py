@@ -363,6 +363,16 @@ class Health(Model, frozen=True):
                 raise ValueError(f"{key}: must be longer than 0s")
 
 
+class Files(Model, frozen=True):
+    """How files sources are stored (SPEC §11)."""
+
+    incremental: bool = True  # store only what changed since the base
+    full_every: Duration = Duration(days=7)  # a chain never reaches back further than this to its full
+
+    def __post_init__(self) -> None:
+        _check_positive("files.full_every", self.full_every)
+
+
 class Retry(Model, frozen=True):
     attempts: Annotated[int, Meta(ge=1, le=100)] = 3
     delay: Duration = Duration(seconds=30)
@@ -415,6 +425,7 @@ class Job(Model, kw_only=True, frozen=True):
     legacy_commands: list[str] = []
     schedule: Schedule = Schedule()
     retention: Retention = Retention()
+    files: Files = Files()
     health: Health = Health()
     retry: Retry = Retry()
     hooks: Hooks = Hooks()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vigil.errors import Damaged
-from vigil.formats.manifest import MANIFEST, Manifest, ManifestError, is_backup_id, is_plain_name
+from vigil.formats.manifest import MANIFEST, Manifest, ManifestError, id_time, is_backup_id, is_plain_name
 
 STATUS = "status.json"  # JOB/status.json: the job's last run, for a fleet view (SPEC §13)
 
@@ -79,6 +79,32 @@ def parse_manifest(data: bytes, job: str, backup_id: str) -> Manifest | DamagedB
         return Manifest.loads(data, expect_id=backup_id, expect_job=job)
     except ManifestError as exc:
         return DamagedBackup(backup_id, f"{MANIFEST}: {exc}")
+
+
+def newest_id(scans: builtins.list[Scan]) -> str | None:
+    """The newest backup, complete or damaged, on any of these destinations. By start time:
+    of two ids of one second, the random part says nothing about which came first."""
+    keyed = [((m.started.timestamp(), m.id), m.id) for s in scans for m in s.complete]
+    keyed += [((id_time(d.backup_id), d.backup_id), d.backup_id) for s in scans for d in s.damaged]
+    return max(keyed)[1] if keyed else None
+
+
+def check_chains(scan: Scan) -> Scan:
+    """Move each backup whose chain (SPEC §11) misses a backup, or holds a damaged one,
+    from complete to damaged, naming the first broken link."""
+    complete = {m.id: m for m in scan.complete}
+    damaged = list(scan.damaged)
+    broken = {d.backup_id for d in damaged}
+    # Oldest first: a backup's chain holds only older ones, already judged.
+    for m in sorted(scan.complete, key=lambda m: (m.started, m.id)):
+        link = next((c for c in m.chain if c not in complete or c in broken), None)
+        if link is not None:
+            why = "damaged" if link in broken else "missing"
+            damaged.append(DamagedBackup(m.id, f"chain broken: base {link} is {why}"))
+            broken.add(m.id)
+    if not broken.intersection(complete):
+        return scan
+    return Scan([m for m in scan.complete if m.id not in broken], damaged)
 
 
 # The contract. Every method raises only BackupError (TransientError when the
@@ -160,11 +186,16 @@ class Destination(ABC):
         id that is not one, BackupError if the store refuses."""
 
     @abstractmethod
-    def scan(self, job: str) -> Scan:
+    def scan_stored(self, job: str) -> Scan:
         """Every backup of the job that has a manifest, each manifest checked
         (`parse_manifest`): the ones that check out, newest first, and the damaged
         ones, reported and never raised. Uncommitted backups are in neither.
         BackupError if the store cannot be listed."""
+
+    def scan(self, job: str) -> Scan:
+        """`scan_stored`, where an incremental backup whose chain is not complete here
+        counts as damaged too (SPEC §11): it cannot be restored from this destination."""
+        return check_chains(self.scan_stored(job))
 
     def list(self, job: str) -> builtins.list[Manifest]:
         """Committed backups of the job whose manifests check out, newest first."""

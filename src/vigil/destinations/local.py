@@ -223,7 +223,7 @@ class LocalDestination(Destination):
         plain_path(backup_id)
         return _LocalWriter(self.root / job, backup_id, self._os_fail)
 
-    def scan(self, job: str) -> Scan:
+    def scan_stored(self, job: str) -> Scan:
         job_dir = self.root / job
         try:
             names = os.listdir(job_dir)

@@ -245,7 +245,7 @@ class S3Destination(Destination):
                     ids.append(name)
         return ids
 
-    def scan(self, job: str) -> Scan:
+    def scan_stored(self, job: str) -> Scan:
         complete: list[Manifest] = []
         damaged: list[DamagedBackup] = []
         try:
@@ -299,7 +299,7 @@ class S3Destination(Destination):
         out: dict[str, float] = {}
         now = time.time()
         try:
-            scan = self.scan(job)  # a damaged backup is not unfinished: it stays for the operator
+            scan = self.scan_stored(job)  # a damaged backup is not unfinished: it stays for the operator
             committed = {m.id for m in scan.complete} | {d.backup_id for d in scan.damaged}
             for backup_id in self._backup_ids(job):
                 if backup_id in committed:
@@ -329,7 +329,7 @@ class S3Destination(Destination):
                     Bucket=self.cfg.bucket, Prefix=self.key(job, backup_id)):
                 for u in page.get("Uploads", []):
                     self.s3.abort_multipart_upload(Bucket=self.cfg.bucket, Key=u["Key"], UploadId=u["UploadId"])
-            scan = self.scan(job)
+            scan = self.scan_stored(job)
             if not any(m.id == backup_id for m in scan.complete) and not any(
                     d.backup_id == backup_id for d in scan.damaged):
                 self._delete_prefix(self.key(job, backup_id))

@@ -1,7 +1,9 @@
 """A files archive's index: one JSON line per entry, in the archive's walk order.
 
 Each line holds path, type, size, mode, mtime, sha256, changed_during_read,
-uid, gid (and link for links). The writer builds lines by hand (json.dumps of
+uid, gid (and link for links); a regular file also mtime_ns, ctime_ns and ino,
+which tell the next incremental backup whether it changed, and `in`: the id of
+the backup whose archive holds its bytes (SPEC §11). The writer builds lines by hand (json.dumps of
 a dict per entry costs more than the rest of a small file's work); the reader
 parses a decompressed chunk at a time, in constant memory, and checks each
 entry for the keys verify and restore use. Every malformed input ends in
@@ -46,14 +48,31 @@ def json_str(text: str) -> str:
 
 
 def line_parts(path: str, kind: str, size: int, mode: int, mtime: int, changed: bool, uid: int, gid: int,
-               link: str = "") -> tuple[str, str]:
-    """An entry's line, split where its sha256 goes: that digest is often known only later."""
+               link: str = "", ident: tuple[int, int, int] | None = None, in_: str = "") -> tuple[str, str]:
+    """An entry's line, split where its sha256 goes: that digest is often known only later.
+    `ident` is a file's (mtime_ns, ctime_ns, ino), `in_` the backup holding its bytes."""
     head = f'{{"path": {json_str(path)}, "type": "{kind}", "size": {size}, ' \
            f'"mode": {mode}, "mtime": {mtime}, "sha256": '
     tail = f', "changed_during_read": {"true" if changed else "false"}, "uid": {uid}, "gid": {gid}'
     if link:
         tail += f', "link": {json_str(link)}'
+    if ident is not None:
+        tail += f', "mtime_ns": {ident[0]}, "ctime_ns": {ident[1]}, "ino": {ident[2]}'
+    if in_:
+        tail += f', "in": "{in_}"'
     return head, tail + "}\n"
+
+
+def unchanged(entry: dict[str, Any] | None, size: int, mode: int, uid: int, gid: int,
+              ident: tuple[int, int, int]) -> bool:
+    """Whether a regular file is the one `entry` (the base's index) describes, by its
+    stat alone: path (the caller's lookup), size, mtime_ns, ctime_ns, inode, mode, uid
+    and gid. An entry without those keys (an older index), or one that changed while it
+    was read, is never unchanged: its stored bytes may not be the file's."""
+    return (entry is not None and entry["type"] == "file" and entry.get("changed_during_read") is False
+            and type(entry.get("in")) is str and entry["size"] == size and entry.get("mode") == mode
+            and entry.get("uid") == uid and entry.get("gid") == gid
+            and (entry.get("mtime_ns"), entry.get("ctime_ns"), entry.get("ino")) == ident)
 
 
 def join_line(head: str, sha: str | None, tail: str) -> bytes:

@@ -24,6 +24,11 @@ def is_backup_id(text: str) -> bool:
     return bool(BACKUP_ID.fullmatch(text))
 
 
+def id_time(backup_id: str) -> float:
+    """The UTC second a backup id starts with, as a timestamp."""
+    return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+
+
 
 def parse_iso(text: str) -> datetime:
     """An ISO 8601 time as vigil writes it ("...Z"); naive times are UTC."""
@@ -47,7 +52,9 @@ class Artifact:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+        # Keys a source adds (`extra`) sit beside the fixed ones, as a reader expects them.
+        fixed = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None and v != {}}
+        return {**self.extra, **fixed}
 
 
 @dataclass
@@ -62,10 +69,29 @@ class Manifest:
     warnings: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     format: int = FORMAT
+    # SPEC §11: an incremental backup stores only what changed since `base`; `chain` holds
+    # the ids it needs, from its full to its base, oldest first.
+    kind: str = "full"
+    base: str | None = None
+    chain: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         return sum(a.size for a in self.artifacts)
+
+    @property
+    def state_size(self) -> int:
+        """Bytes of the state the backup stands for: a files archive counts the whole tree
+        its index lists (an incremental's own archive holds only the changes), any other
+        artifact its stored size. What health compares from one backup to the next."""
+        total = 0
+        for a in self.artifacts:
+            if a.type == "files":
+                state = a.extra.get("state_bytes")
+                total += state if type(state) is int else a.bytes if a.bytes is not None else a.size
+            elif a.type != "index":
+                total += a.size
+        return total
 
     @property
     def started(self) -> datetime:
@@ -90,6 +116,9 @@ class Manifest:
             "artifacts": [a.to_json() for a in self.artifacts],
             "warnings": self.warnings,
             "sources": self.sources,
+            "kind": self.kind,
+            "base": self.base,
+            "chain": self.chain,
         }
 
     def dumps(self) -> bytes:
@@ -130,6 +159,7 @@ class Manifest:
                 warnings=_get(d, "warnings", list, []), sources=_get(d, "sources", list, []))
         if not all(isinstance(w, str) for w in m.warnings):
             raise ManifestError("warnings: not a list of strings")
+        m.kind, m.base, m.chain = _chain(d, backup_id)
         return m
 
 
@@ -172,6 +202,29 @@ def _time(d: dict[str, Any], key: str) -> str:
     if not 1970 <= year < 9999:  # out there a time zone shift overflows datetime
         raise ManifestError(f"{key}: {text!r} is not a plausible backup time")
     return text
+
+
+def _chain(d: dict[str, Any], backup_id: str) -> tuple[str, str | None, list[str]]:
+    """kind, base and chain, consistent with each other: a chain of older backup ids that
+    ends with the base. A manifest from before incremental backups is a full one."""
+    kind = _get(d, "kind", str, "full")
+    base = _opt(d, "base", str)
+    chain = _get(d, "chain", list, [])
+    if kind == "full":
+        if base is not None or chain:
+            raise ManifestError("a full backup has no base or chain")
+        return kind, None, []
+    if kind != "incremental":
+        raise ManifestError(f"kind {kind[:100]!r} is neither full nor incremental")
+    if not chain or not all(isinstance(c, str) and is_backup_id(c) for c in chain):
+        raise ManifestError("chain: an incremental backup needs a list of backup ids")
+    # Ids start with their UTC second: runs within one second keep their order by time only.
+    times = [c[:16] for c in [*chain, backup_id]]
+    if len(set(chain + [backup_id])) != len(chain) + 1 or times != sorted(times):
+        raise ManifestError("chain: ids must be older than the backup, oldest first, each once")
+    if base != chain[-1]:
+        raise ManifestError(f"base {base!r} is not the last id of the chain")
+    return kind, base, chain
 
 
 def is_plain_name(name: object) -> bool:

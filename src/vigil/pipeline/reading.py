@@ -193,6 +193,18 @@ def find_backup(destinations: list[Destination], job: str, backup_id: str) -> li
             match = [m for m in backups if m.id == backup_id]
         found.extend((dest, m) for m in match)
     if backup_id == "latest" and found:
-        newest = max(m.id for _, m in found)
+        newest = max(found, key=lambda f: (f[1].started, f[1].id))[1].id
         found = [(d, m) for d, m in found if m.id == newest]
     return found
+
+
+def with_chain(dest: Destination, manifest: Manifest) -> list[Manifest]:
+    """The backups an incremental backup is read from (SPEC §11): its chain, oldest first,
+    then itself, all from `dest`. Damaged when the chain is broken there."""
+    if not manifest.chain:
+        return [manifest]
+    held = {m.id: m for m in dest.list(manifest.job)}
+    missing = [c for c in manifest.chain if c not in held]
+    if missing:
+        raise Damaged(f"{dest.name}:{manifest.job}/{manifest.id}: chain broken: base {missing[0]} is missing")
+    return [*(held[c] for c in manifest.chain), manifest]

@@ -43,6 +43,9 @@ class SourceContext:
     # state dir when they lie inside a source tree.
     skip_dirs: set[tuple[int, int]] = field(default_factory=set)
     tmp_dir: Path | None = None
+    backup_id: str = ""  # the backup being written
+    # files source name -> the base's index (a checked cache file): an incremental backup
+    base_indexes: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass

@@ -6,6 +6,12 @@ the whole archive, and it cannot tell us that a file changed. Here every file
 is opened once, fstat()ed before and after reading, and re-read when size,
 mtime or ctime moved (up to REREADS times; `volatile` paths are stored as
 read). The per-file SHA-256 goes into a JSON-lines index next to the archive.
+
+Incremental backups (SPEC §11): with a base, the walk reads the base's index
+alongside (both are in walk order, so memory stays flat however many files),
+and a regular file whose stat matches its entry is not opened: its index line
+is carried over, `in` naming the backup whose archive holds its bytes. The
+index is also written, plain, into the local cache the next run compares with.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import os
 import pwd
 import stat
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pathspec
@@ -31,6 +38,7 @@ from vigil.pipeline.hashing import Digest, Hasher
 from vigil.pipeline.reading import ArtifactReader
 from vigil.pipeline.stream import DIRECT, ArtifactStream
 from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source
+from vigil.state import index_cache
 
 REREADS = 3
 # Files up to this size are read whole, then checked, then written: a change
@@ -88,75 +96,126 @@ class FilesSource(Source):
         return {**super().describe(), "path": str(self.cfg.path)}
 
     def backup(self, out: ArtifactOutput) -> None:
-        with out.artifact(f"files-{self.name}.tar.zst", "files") as tar, \
-                out.artifact(f"index-{self.name}.jsonl.zst", "index", threads=0) as index:
-            archiver = _Archiver(self, tar, index)
-            archiver.archive()
-            tar.meta.update(entries=archiver.entries, bytes=archiver.bytes)
-            index.meta.update(entries=archiver.entries)
+        job, ctx = self.ctx.job, self.ctx
+        base = ctx.base_indexes.get(self.name)
+        cache = index_cache.writer(job.state_dir, job.name, ctx.backup_id, self.name)
+        try:
+            with out.artifact(f"files-{self.name}.tar.zst", "files") as tar, \
+                    out.artifact(f"index-{self.name}.jsonl.zst", "index", threads=0) as index:
+                archiver = _Archiver(self, tar, index, cache, base)
+                archiver.archive()
+                tar.meta.update(entries=archiver.entries, bytes=archiver.bytes, state_bytes=archiver.state_bytes,
+                                unchanged=archiver.unchanged)
+                index.meta.update(entries=archiver.entries, content_sha256=cache.close())
+        except BaseException:
+            cache.abort()
+            raise
 
     def verify_deep(self, reader: ArtifactReader, related: list[ArtifactReader]) -> None:
         if reader.art.type != "files":
             reader.check()  # the index: read, and so checked, with its archive too
             return
-        index = next((r for r in related if r.art.type == "index"), None)
+        archives, index = self.chain(related)
         if index is None:
             raise BackupError(f"{reader.where}: no index artifact for source {reader.art.source}")
-        # Archive and index are both written in walk order, so they are compared
-        # side by side, like a merge: memory stays flat however many files.
-        cursor = index_format.IndexCursor(read_index(index), keep_missed=True)
         bad: list[str] = []
-
-        def check(path: str, kind: str, size: int, sha: str | None) -> None:
-            entry = cursor.seek(path)
-            if entry is None:
-                bad.append(f"{path}: in the archive but not in the index")
-            elif entry["type"] == "file" and (kind, size, sha) != ("file", entry["size"], entry["sha256"]):
-                bad.append(f"{path}: content differs from the index")
-
-        try:
-            with reader.stream() as stream:
-                tar = TarStream(stream)
-                last: tuple[str, str, int, str | None] | None = None
-                try:
-                    for m in tar:
-                        m.check()  # what a restore would refuse, a deep verify reports
-                        sha = None
-                        kind = index_format.kind_of(m.type)
-                        if kind == "file":
-                            h = hashlib.sha256()
-                            for chunk in tar.content():
-                                h.update(chunk)
-                            sha = h.hexdigest()
-                        path = m.name.rstrip("/")
-                        if last is not None and last[0] != path:
-                            check(*last)
-                        last = (path, kind, m.size, sha)  # a later copy of a file (re-read) supersedes
-                except TarFormatError as exc:
-                    raise Damaged(f"{reader.where}: not a readable tar archive: {exc}") from None
-            if last is not None:
-                check(*last)
-            bad.extend(f"{p}: missing from the archive" for p in cursor.finish())
-        finally:
-            cursor.close()
+        for archive in archives:
+            bad += _check_archive(archive, index, older=archive is not archives[-1])
         if bad:
             raise Damaged(f"{reader.where}: {len(bad)} damaged entries: " + "; ".join(bad[:10]))
 
     def restore_to(self, readers: list[ArtifactReader], target: RestoreTarget) -> Restored:
         from vigil.sources.files_restore import restore_tree
 
-        archive = self.main_artifact(readers)
+        archives, index = self.chain(readers)
         if target.directory is None:
             raise ConfigError(f"source {self.name} is a files source: restore it with --to DIR")
-        index = next((r for r in readers if r.art.type == "index"), None)
-        return restore_tree(archive, index, target, self.ctx.log)
+        return restore_tree(archives, index, target, self.ctx.log)
+
+    def chain(self, readers: list[ArtifactReader]) -> tuple[list[ArtifactReader], ArtifactReader | None]:
+        """A backup's archives of this source, its chain's first (oldest first), and its own
+        index. `readers` hold this source's artifacts of the backup and of every backup in
+        its chain (SPEC §11); Damaged when one of those lacks its archive."""
+        final = max((r.manifest for r in readers), key=lambda m: len(m.chain), default=None)
+        if final is None:
+            raise ConfigError(f"the backup holds nothing of source {self.name!r}")
+        archives = []
+        for backup_id in [*final.chain, final.id]:
+            archive = next((r for r in readers if r.manifest.id == backup_id and r.art.type == "files"), None)
+            if archive is None:
+                if backup_id == final.id:
+                    raise ConfigError(f"backup {final.id} holds nothing of source {self.name!r}")
+                raise Damaged(f"backup {final.id}: its base {backup_id} holds no archive of source {self.name}")
+            archives.append(archive)
+        index = next((r for r in readers if r.manifest.id == final.id and r.art.type == "index"), None)
+        return archives, index
+
+
+def held_by(entries: Iterable[dict[str, Any]], backup_id: str, older: bool) -> Iterator[dict[str, Any]]:
+    """The final index's entries that the archive of `backup_id` holds: of an older archive
+    of the chain, the files whose `in` names it; of the backup's own, every entry but the
+    files that older archives hold."""
+    for e in entries:
+        if e["type"] == "file":
+            if e.get("in") == backup_id or (not older and "in" not in e):
+                yield e
+        elif not older:
+            yield e
+
+
+def _check_archive(archive: ArtifactReader, index: ArtifactReader, older: bool) -> list[str]:
+    """Compare one archive of a backup's chain with the backup's index, side by side like a
+    merge (both are in walk order): memory stays flat however many files."""
+    cursor = index_format.IndexCursor(held_by(read_index(index), archive.manifest.id, older), keep_missed=True)
+    bad: list[str] = []
+
+    def check(path: str, kind: str, size: int, sha: str | None) -> None:
+        entry = cursor.seek(path)
+        if entry is None:
+            if not older:  # an older archive holds paths changed or deleted since
+                bad.append(f"{path}: in the archive but not in the index")
+        elif entry["type"] == "file" and (kind, size, sha) != ("file", entry["size"], entry["sha256"]):
+            bad.append(f"{path}: content differs from the index")
+
+    try:
+        with archive.stream() as stream:
+            tar = TarStream(stream)
+            last: tuple[str, str, int, str | None] | None = None
+            try:
+                for m in tar:
+                    m.check()  # what a restore would refuse, a deep verify reports
+                    sha = None
+                    kind = index_format.kind_of(m.type)
+                    if kind == "file":
+                        h = hashlib.sha256()
+                        for chunk in tar.content():
+                            h.update(chunk)
+                        sha = h.hexdigest()
+                    path = m.name.rstrip("/")
+                    if last is not None and last[0] != path:
+                        check(*last)
+                    last = (path, kind, m.size, sha)  # a later copy of a file (re-read) supersedes
+            except TarFormatError as exc:
+                raise Damaged(f"{archive.where}: not a readable tar archive: {exc}") from None
+        if last is not None:
+            check(*last)
+        bad.extend(f"{p}: missing from the archive {archive.manifest.id}" if older else f"{p}: missing from the archive"
+                   for p in cursor.finish())
+    finally:
+        cursor.close()
+    return bad
 
 
 class _Archiver:
     """One pass over one tree; state of the walk lives here, not in the source."""
 
-    def __init__(self, source: FilesSource, tar: ArtifactStream, index: ArtifactStream) -> None:
+    def __init__(self, source: FilesSource, tar: ArtifactStream, index: ArtifactStream,
+                 cache: index_cache.CacheWriter, base: Path | None = None) -> None:
         self.source = source
+        self.backup_id = source.ctx.backup_id
+        self.cache = cache
+        # The base's index, read alongside the walk (None: a full backup).
+        self.base = index_format.IndexCursor(index_cache.entries(base)) if base is not None else None
         self.root = str(source.cfg.path)
         self.tar = tar
         self.index = index
@@ -166,7 +225,9 @@ class _Archiver:
         self.links: dict[tuple[int, int], str] = {}
         self._root_id: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the root when the walk began
         self.entries = 0
-        self.bytes = 0
+        self.bytes = 0  # content bytes stored in this archive
+        self.state_bytes = 0  # content bytes of every file in the index: the tree's state
+        self.unchanged = 0  # files carried over from the base, not read
         self._o_flags = _O_FLAGS
         self.hasher = Hasher()
         # Index lines wait here, in archive order, until their digest is known.
@@ -190,8 +251,12 @@ class _Archiver:
         try:
             self._walk(top, "")
             self._flush_index(wait=True)
+        except index_format.IndexFormatError as exc:
+            raise self.source.fail(f"the base's cached index is unreadable: {exc}") from None
         finally:
             self.hasher.close()
+            if self.base is not None:
+                self.base.close()
         # A root renamed away after its last entry was read leaves no other trace.
         self._check_root()
         self.tar.write(th.END)
@@ -292,10 +357,11 @@ class _Archiver:
         self._index(rel, kind, st, 0, None, False, link)
 
     def _index(self, rel: str, kind: str, st: os.stat_result, size: int, sha: Digest,
-               changed: bool, link: str = "") -> None:
+               changed: bool, link: str = "", in_: str = "") -> None:
         self.entries += 1
+        ident = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino) if kind == "file" else None
         head, tail = index_format.line_parts(rel, kind, size, st.st_mode & 0o7777, _mtime(st), changed,
-                                             st.st_uid, st.st_gid, link)
+                                             st.st_uid, st.st_gid, link, ident, in_)
         self._pending.append((sha, head, tail))
         self._flush_index()
 
@@ -308,7 +374,9 @@ class _Archiver:
                     return
                 sha = sha.result()
             _, head, tail = pending.popleft()
-            self.index.write(index_format.join_line(head, sha, tail))
+            line = index_format.join_line(head, sha, tail)
+            self.index.write(line)
+            self.cache.write(line)
 
     def _open(self, path: str) -> int:
         try:
@@ -327,6 +395,8 @@ class _Archiver:
                 self.tar.write(self._header(rel, th.LNKTYPE, st, 0, first))
                 self._index(rel, "hardlink", st, 0, None, False, first)
                 return
+        if self.base is not None and self._carry_over(rel, st):
+            return
         volatile = bool(self.volatile and self.volatile.match_file(rel))
         tries = 1 if volatile else 1 + REREADS
         # The walk's lstat is the first "before": a change between it and the
@@ -378,9 +448,25 @@ class _Archiver:
         if changed and not volatile:
             self.source.warn(f"{rel}: changed while being read {tries} times; stored as last read")
         self.bytes += size
-        self._index(rel, "file", after, size, sha, changed and not volatile)
+        self.state_bytes += size
+        self._index(rel, "file", after, size, sha, changed and not volatile, in_=self.backup_id)
         if st.st_nlink > 1:
             self.links[(st.st_dev, st.st_ino)] = rel
+
+    def _carry_over(self, rel: str, st: os.stat_result) -> bool:
+        """A file the base holds as it is now: its index line is carried over, unread."""
+        assert self.base is not None
+        entry = self.base.seek(rel)
+        if not index_format.unchanged(entry, st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid,
+                                      (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)):
+            return False
+        assert entry is not None
+        self.unchanged += 1
+        self.state_bytes += st.st_size
+        self._index(rel, "file", st, st.st_size, entry["sha256"], False, in_=entry["in"])
+        if st.st_nlink > 1:
+            self.links[(st.st_dev, st.st_ino)] = rel
+        return True
 
     def _stream(self, fd: int, rel: str, st: os.stat_result) -> tuple[int, Digest, bool]:
         """Write a large file in chunks under a header stating its size at open."""

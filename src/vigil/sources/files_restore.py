@@ -13,6 +13,13 @@ are absolute or contain `..`, and hard links to outside the archive, are
 refused. The final move renames entries into the target: a rename replaces a
 file or symlink of that name, never writing through it, and a directory that
 is in the way fails the restore before anything moved.
+
+An incremental backup is restored from its chain (SPEC §11): each archive,
+oldest first, is read once, and of an older one only the files whose entry in
+the final index names that backup (`in`) are written; the final archive adds
+the directories, links and the files it holds itself. So every file is written
+once, paths deleted since the full never appear, and each is checked against
+the final index.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from vigil.formats.index import IndexCursor
 from vigil.formats.tarreader import Member, TarFormatError, TarStream
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import Restored, RestoreTarget
-from vigil.sources.files import compile_patterns, read_index
+from vigil.sources.files import compile_patterns, held_by, read_index
 from vigil.sources.restore_file import NEW_FILE, create_unique
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -46,32 +53,48 @@ class _DamagedArchive(Damaged):
     stored bytes differ from the manifest and reports that as the cause."""
 
 
-def restore_tree(archive: ArtifactReader, index: ArtifactReader | None, target: RestoreTarget,
+def restore_tree(archives: list[ArtifactReader], index: ArtifactReader | None, target: RestoreTarget,
                  log: logging.Logger) -> Restored:
-    """Extract `archive` into target.directory, checking each file against `index`."""
+    """Extract a backup's archives (its chain's, oldest first, then its own) into
+    target.directory, checking each file against the backup's `index`."""
     assert target.directory is not None
     root = _Root.open(target.directory, target.force)
     done = Restored()
     restored = False
     try:
-        cursor = IndexCursor(read_index(index)) if index is not None else None
-        extractor = _Extractor(root, target.include, cursor, done, log)
+        extractor = _Extractor(root, target.include, None, done, log)
         try:
             with extractor.staged():
-                extractor.extract(archive)
-                if cursor is not None:
-                    cursor.finish()  # read the index to its end: its own checksum is checked there
+                for archive in archives:
+                    extractor.older = archive is not archives[-1]
+                    _extract_one(extractor, archive, index)
                 extractor.commit()  # only a tree that checked out reaches the target
             extractor.set_dir_attrs()  # last: removing the staging directory changed the target's mtime
         except OSError as exc:  # what the archive asked of the file system, refused by it
             raise BackupError(f"cannot restore into {root.path}: {exc}") from None
-        finally:
-            if cursor is not None:
-                cursor.close()
         restored = True
     finally:
         root.close(restored)
     return done
+
+
+def _extract_one(extractor: _Extractor, archive: ArtifactReader, index: ArtifactReader | None) -> None:
+    if index is None:  # no index to check against: the archive as it is
+        extractor.index = None
+        extractor.extract(archive)
+        return
+    # The files this archive must hold: each is checked as written, and one it lacks is damage.
+    files = (e for e in held_by(read_index(index), archive.manifest.id, extractor.older) if e["type"] == "file")
+    cursor = IndexCursor(files, keep_missed=True)
+    extractor.index = cursor
+    try:
+        extractor.extract(archive)
+        missing = [p for p in cursor.finish() if extractor.wanted(p, False)]  # also checks the index's bytes
+    finally:
+        cursor.close()
+    if missing:
+        raise _DamagedArchive(f"{archive.where}: {len(missing)} files of the backup are missing from the "
+                              f"archive: {', '.join(missing[:10])}")
 
 
 def _safe_parts(name: str) -> list[str]:
@@ -231,6 +254,8 @@ class _Extractor:
         self.dir_attrs: list[_DirAttrs] = []
         self.stage: _DirCache  # the staging directory's, while staged() lasts
         self.as_root = os.geteuid() == 0
+        # Reading an older archive of the chain: only its files that the final index names.
+        self.older = False
         # A file that changed while backed up is archived again right after
         # itself; the index holds the last copy's hash. A copy that does not
         # match is judged only once no later copy of the same path follows.
@@ -317,19 +342,21 @@ class _Extractor:
                     moves.append(path)
         return moves
 
-    def _wanted(self, name: str, is_dir: bool) -> bool:
+    def wanted(self, name: str, is_dir: bool) -> bool:
         if self.include is None:
             return True
         return bool(self.include.match_file(name + "/" if is_dir else name))
 
     def _member(self, tar: TarStream, m: Member) -> None:
+        if self.older and not m.isreg():
+            return  # the final archive holds every entry that is not a file
         if _is_root_entry(m):
             if self.include is None:  # the target itself: as the source root was
                 self.dir_attrs.append(_DirAttrs((), m.mode & 0o7777, int(m.mtime), m.uid, m.gid))
             return
         parts = _safe_parts(m.name)
         name = "/".join(parts)
-        if not self._wanted(name, m.isdir()):
+        if not self.wanted(name, m.isdir()):
             return
         if m.ischr() or m.isblk():
             self.summary.skipped.append(f"{name}: device file not restored")
@@ -363,7 +390,11 @@ class _Extractor:
         self.summary.entries += 1
 
     def _file(self, tar: TarStream, m: Member, parent: int, leaf: str, name: str) -> bool:
-        """Write one file; False when its content is not the one the index holds."""
+        """Write one file; False when its content is not the one the index holds, or when it
+        is not the copy the final index names."""
+        entry = self.index.seek(name) if self.index is not None else None
+        if entry is None and self.older:
+            return False  # changed or deleted later: a newer archive, or none, holds this path
         tmp, fd = create_unique(lambda n: os.open(n, NEW_FILE, 0o600, dir_fd=parent))
         sha = hashlib.sha256()
         try:
@@ -375,7 +406,6 @@ class _Extractor:
             self._attrs(fd, m, name)
         finally:
             os.close(fd)  # a failure leaves the file in the staging directory, removed with it
-        entry = self.index.seek(name) if self.index is not None else None
         want = entry.get("sha256") if entry else None
         if want and sha.hexdigest() != want:
             os.unlink(tmp, dir_fd=parent)

@@ -348,8 +348,8 @@ class _Extractor:
         return bool(self.include.match_file(name + "/" if is_dir else name))
 
     def _member(self, tar: TarStream, m: Member) -> None:
-        if self.older and not m.isreg():
-            return  # the final archive holds every entry that is not a file
+        if self.older and not self._held(m):
+            return  # before anything is created for it, not even its directory
         if _is_root_entry(m):
             if self.include is None:  # the target itself: as the source root was
                 self.dir_attrs.append(_DirAttrs((), m.mode & 0o7777, int(m.mtime), m.uid, m.gid))
@@ -388,6 +388,14 @@ class _Extractor:
             self.summary.skipped.append(f"{name}: unsupported member type")
             return
         self.summary.entries += 1
+
+    def _held(self, m: Member) -> bool:
+        """Of an older archive of the chain, whether the final index takes this member from it:
+        a file whose entry names this backup. Every other entry comes from the final archive."""
+        if not m.isreg() or self.index is None:
+            return False
+        parts = [p for p in m.name.split("/") if p not in ("", ".")]
+        return self.index.seek("/".join(parts)) is not None
 
     def _file(self, tar: TarStream, m: Member, parent: int, leaf: str, name: str) -> bool:
         """Write one file; False when its content is not the one the index holds, or when it

@@ -2,7 +2,8 @@
 # Installs the Debian packages vigil's tests use, when they are missing:
 # zstd and tar/bsdtar (restore without vigil), age, sqlite3, and the
 # PostgreSQL and MariaDB servers the integration tests start themselves;
-# systemd for systemd-analyze (the schedule tests check timers with it).
+# systemd for systemd-analyze (the schedule tests check timers with it);
+# chromium, the headless browser the report and fleet pages are tested in.
 set -euo pipefail
 
 need=()
@@ -15,6 +16,7 @@ have mariadbd || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 have mariadb-dump || need+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 have systemd-analyze || need+=(systemd)
+have chromium || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -60,10 +60,10 @@ svg .rule.backup{stroke:#2e7d32}
 h3{font-size:14px;margin:14px 0 4px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e6e8eb;vertical-align:top}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e6e8eb;vertical-align:top;white-space:nowrap}
 th{color:#5b6472;font-weight:600;white-space:nowrap}
-td.num{text-align:right;white-space:nowrap}
-td.err{overflow-wrap:anywhere;min-width:12em}
+td.num,th.num{text-align:right;white-space:nowrap}
+td.err{white-space:normal;overflow-wrap:anywhere;min-width:14em}
 td svg{vertical-align:middle}
 .fleet{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:14px}
 .fleet section.job{margin:0}
@@ -89,6 +89,19 @@ def _page(title: str, subtitle: str, body: str) -> str:
             f"{body}</main></body></html>\n")
 
 
+def short(t: float | datetime | None) -> str:
+    """A time to the minute, UTC: "2026-12-04 19:02Z"."""
+    text = iso(t)
+    return f"{text[:10]} {text[11:16]}Z" if text else "-"
+
+
+def _axis_size(v: float) -> str:
+    """A size for an axis label: three digits at most ("382 MiB", "1.5 GiB")."""
+    text = human_size(int(v))
+    number, _, unit = text.partition(" ")
+    return f"{float(number):.0f} {unit}" if "." in number and float(number) >= 10 else text
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge {esc(status)}">{esc(status)}</span>'
 
@@ -102,7 +115,7 @@ def _reasons(h: JobHealth) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = (),
            wide: Sequence[int] = ()) -> str:
     """Cells are markup already escaped by the caller."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    head = "".join(f'<th class="{"num" if i in numeric else ""}">{esc(h)}</th>' for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(
         f'<td class="{"num" if i in numeric else "err" if i in wide else ""}">{c}</td>' for i, c in enumerate(r))
         + "</tr>" for r in rows)
@@ -133,10 +146,9 @@ def _job_section(rep: JobReport) -> str:
                    str(r.outcome), _run_title(r)) for r in rep.runs]
     durations = [Point(r.started_at, (r.finished_at - r.started_at) if r.finished_at else None, str(r.outcome),
                        _run_title(r)) for r in rep.runs]
-    size_plot = time_plot(sizes, label=f"{rep.job}: backup size over time", fmt=lambda v: human_size(int(v)),
-                          css="size")
+    size_plot = time_plot(sizes, label=f"{rep.job}: backup size over time", fmt=_axis_size, css="size")
     duration_plot = time_plot(durations, label=f"{rep.job}: run duration over time", fmt=format_duration,
-                              css="duration")
+                              line=False, css="duration")
     plots = (f'<div class="plots"><figure><figcaption>Backup size</figcaption>{size_plot}</figure>'
              f'<figure><figcaption>Run duration</figcaption>{duration_plot}</figure></div>')
     held_rows = []
@@ -146,11 +158,11 @@ def _job_section(rep: JobReport) -> str:
             continue
         note = f"{d.damaged} damaged" if d.damaged else ""
         held_rows.append([esc(d.destination), str(len(d.backups)), esc(human_size(d.total)), esc(note)])
-    newest_rows = [[esc(d.destination), esc(m.id), esc(m.started_at), esc(human_size(m.size)), esc(kind(m)),
+    newest_rows = [[esc(d.destination), esc(m.id), esc(short(m.started)), esc(human_size(m.size)), esc(kind(m)),
                     str(len(m.warnings)) if m.warnings else ""]
                    for d in rep.held for m in d.backups[:NEWEST_BACKUPS]]
     problems = [r for r in rep.runs if r.outcome != Outcome.SUCCESS][:PROBLEM_RUNS]
-    problem_rows = [[_icon(str(r.outcome), str(r.outcome)) + " " + esc(r.outcome), esc(iso(r.started_at)),
+    problem_rows = [[_icon(str(r.outcome), str(r.outcome)) + " " + esc(r.outcome), esc(short(r.started_at)),
                      esc(r.step or "-"), esc(r.error or ""), esc(r.started_by or "?")] for r in problems]
     parts = [f'<section class="job" data-job="{esc(rep.job)}"><h2>{esc(rep.job)} {_badge(h.status)}</h2>',
              _reasons(h),
@@ -164,7 +176,7 @@ def _job_section(rep: JobReport) -> str:
              if newest_rows else "<p>none</p>"]
     if problem_rows:
         parts += [f"<h3>Runs that did not succeed (newest {len(problem_rows)})</h3>",
-                  _table(["Outcome", "Started", "Step", "Error", "Started by"], problem_rows, wide=(3,))]
+                  _table(["Outcome", "Started", "Step", "Error", "Started by"], problem_rows, wide=(3, 4))]
     parts.append("</section>")
     return "".join(parts)
 
@@ -191,7 +203,7 @@ def _fleet_section(j: FleetJob, now: datetime) -> str:
     if run is not None:
         events.append(Event(run.started_at, f"last run {_run_title(run)}", outcome=str(run.outcome)))
         lines.append(f"{_icon(str(run.outcome), str(run.outcome))} last run {esc(run.outcome)} "
-                     f"{esc(iso(run.started_at))}" + (f" at step {esc(run.step)}" if run.step and run.outcome
+                     f"{esc(short(run.started_at))}" + (f" at step {esc(run.step)}" if run.step and run.outcome
                                                          != Outcome.SUCCESS else ""))
     if f.schedule:
         lines.append(f"schedule <code>{esc(f.schedule)}</code>, grace {esc(format_duration(f.grace.total_seconds()))}")

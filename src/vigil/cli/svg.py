@@ -97,9 +97,10 @@ class Point:
 class Frame:
     """Where a plot draws: the viewBox and the margins around the data area."""
 
-    width: int = 640
-    height: int = 200
-    left: int = 64
+    # Narrow enough that 12-unit text stays readable on a phone, wide enough for a 1280 px screen.
+    width: int = 480
+    height: int = 170
+    left: int = 60
     right: int = 14
     top: int = 12
     bottom: int = 26
@@ -147,9 +148,11 @@ def time_plot(points: Sequence[Point], *, label: str, fmt: Callable[[float], str
                         if p.value is not None and p.outcome == "success")
         if path:
             out.append(f'<polyline class="series" points="{path}"/>')
+    # Hundreds of successes would hide the few runs that went wrong: theirs are drawn smaller.
+    small = MARK_SIZE * (0.55 if len(points) > 200 else 1)
     for p in ordered:
         y = f.y(p.value, top) if p.value is not None else base - MARK_SIZE / 2
-        out.append(mark(p.outcome, f.x(p.t, t0, t1), y, p.title))
+        out.append(mark(p.outcome, f.x(p.t, t0, t1), y, p.title, small if p.outcome == "success" else MARK_SIZE))
     out.append("</svg>")
     return "".join(out)
 

@@ -16,6 +16,7 @@ from vigil.actions.health import (
     DEFAULT_GRACE,
     DEFAULT_MAX_AGE,
     RANK,
+    UNKNOWN,
     WARNING,
     Facts,
     JobHealth,
@@ -74,7 +75,7 @@ def zone(st: dict[str, Any]) -> tzinfo:
     if isinstance(name, str) and name:
         try:
             return ZoneInfo(name)
-        except (ValueError, OSError):
+        except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
             pass  # a name this host does not know: fall back to the offset
     offset = st.get("utc_offset_seconds")
     if isinstance(offset, int) and not isinstance(offset, bool) and abs(offset) < 86400:
@@ -151,7 +152,14 @@ def judge(folder: JobFolder, now: datetime) -> JobHealth:
 def check_fleet(url: str, endpoint_url: str | None, now: datetime) -> list[FleetJob]:
     """Every job under the URL, judged; FleetError when the URL is none or cannot be listed."""
     jobs = read_fleet(open_store(url, endpoint_url))
-    return [FleetJob(j, judge(j, now)) for j in jobs]
+    return [FleetJob(j, _judged(j, now)) for j in jobs]
+
+
+def _judged(folder: JobFolder, now: datetime) -> JobHealth:
+    try:
+        return judge(folder, now)
+    except Exception as exc:  # noqa: BLE001 - one strange folder must not hide the rest of the fleet
+        return JobHealth(folder.path or folder.name, UNKNOWN, [f"cannot evaluate health: {exc}"])
 
 
 def worst_first(jobs: list[FleetJob]) -> list[FleetJob]:

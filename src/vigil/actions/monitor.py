@@ -50,7 +50,7 @@ def zone_name() -> str | None:
             continue
         try:
             ZoneInfo(name)
-        except (ValueError, OSError):  # not a zone this host's database knows
+        except (ValueError, OSError, KeyError):  # not a zone this host's database knows
             continue
         return name
     return None

@@ -54,6 +54,7 @@ svg .axis{fill:#5b6472;font-size:12px}
 svg .note{fill:#5b6472;font-size:13px}
 svg .series{fill:none;stroke:#1565c0;stroke-width:1.6;stroke-linejoin:round}
 svg .rule{stroke-width:2}
+.legend svg .rule{stroke-width:3}
 svg .rule.now{stroke:#1c2330}
 svg .rule.deadline{stroke:#c62828;stroke-dasharray:4 3}
 svg .rule.backup{stroke:#2e7d32}
@@ -218,6 +219,9 @@ def _fleet_section(j: FleetJob, now: datetime) -> str:
 def fleet_page(jobs: Sequence[FleetJob], url: str, now: datetime) -> str:
     counts = Counter(j.health.status for j in jobs)
     badges = "".join(f"{_badge(s)} {counts[s]}&nbsp;" for s in ("CRITICAL", "WARNING", "UNKNOWN", "OK") if counts[s])
-    body = (f'<div class="counts">{badges}</div><div class="fleet">'
+    rules = "".join(f'<span class="legend-item"><svg viewBox="0 0 6 14" width="6" height="14" aria-hidden="true">'
+                    f'<line class="rule {cls}" x1="3" x2="3" y1="0" y2="14"/></svg>{esc(text)}</span>'
+                    for cls, text in (("backup", "newest backup"), ("now", "now"), ("deadline", "next backup due by")))
+    body = (f'<div class="legend">{rules}</div><div class="counts">{badges}</div><div class="fleet">'
             + "".join(_fleet_section(j, now) for j in jobs) + "</div>")
     return _page("vigil fleet", f"{url}: {len(jobs)} job(s), {iso(now)}", body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,9 +29,14 @@ MARKS: dict[str, tuple[str, str]] = {
 MARK_SIZE = 11
 
 
+# Characters no page may hold (control characters, lone surrogates from undecodable names): shown as escapes.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def esc(text: object) -> str:
     """Text for HTML or SVG, in content and in attribute values alike."""
-    return html.escape(str(text), quote=True)
+    shown = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return html.escape(shown, quote=True)
 
 
 def mark_defs() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -117,10 +118,12 @@ class S3Store(Store):
         config = Config(retries={"total_max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30,
                         max_pool_connections=workers)
         self.client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        self._lock = threading.Lock()
         self.client.meta.events.register("before-send.s3", self._count)
 
     def _count(self, **_kwargs: Any) -> None:
-        self.requests += 1  # one thread at a time may lose a count: this is for the log only
+        with self._lock:  # sent from every thread of the pool
+            self.requests += 1
 
     def _fail(self, what: str, exc: Exception) -> Unreadable:
         from vigil.destinations.s3 import _reason

@@ -68,9 +68,12 @@ def bench_report(vigil: str, work: Path, runs: int, repeat: int) -> None:
 
 
 def bench_fleet(vigil: str, jobs: int, repeat: int) -> None:
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

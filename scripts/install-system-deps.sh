@@ -3,7 +3,8 @@
 # zstd and tar/bsdtar (restore without vigil), age, sqlite3, and the
 # PostgreSQL and MariaDB servers the integration tests start themselves;
 # systemd for systemd-analyze (the schedule tests check timers with it);
-# jq for the by-hand restore of an incremental backup (docs/restore.md).
+# jq for the by-hand restore of an incremental backup (docs/restore.md);
+# chromium, the headless browser the report and fleet pages are tested in.
 set -euo pipefail
 
 need=()
@@ -17,6 +18,7 @@ have mariadb-dump || need+=(mariadb-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 have systemd-analyze || need+=(systemd)
 have jq || need+=(jq)
+have chromium || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

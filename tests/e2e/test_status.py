@@ -20,7 +20,7 @@ def test_every_run_leaves_a_status_object_on_each_destination(tmp_path, make_job
                    + '[[notify]]\ntype = "email"\nsmtp_host = "127.0.0.1"\nsmtp_port = 9\nfrom = "v@example.test"\n'
                    + 'to = ["ops@example.test"]\nusername = "u"\npassword_env = "VIGIL_TEST_STATUS_SMTP"\n'
                    + 'on = ["success"]\n')
-    vigil("run", config=job, check=0)
+    vigil("run", config=job, check=0, env={"TZ": "Europe/Paris"})
     [backup] = committed(dest)
     local = json.loads((dest / "app" / "status.json").read_text())
     remote = json.loads(s3.get_object(Bucket=bucket, Key="backups/app/status.json")["Body"].read())
@@ -29,6 +29,9 @@ def test_every_run_leaves_a_status_object_on_each_destination(tmp_path, make_job
         assert status["run_id"] == backup.name == status["newest_backup_id"]
         assert status["newest_backup_bytes"] > 0 and status["started_at"] and status["finished_at"]
         assert (status["schedule"], status["grace_seconds"], status["max_age_seconds"]) == ("0 19 * * *", 7200, None)
+        # The host's zone, for a fleet view elsewhere to read the schedule as this host's cron does.
+        assert status["timezone"] == "Europe/Paris" and status["utc_offset_seconds"] in (3600, 7200)
+        assert status["max_runtime_seconds"] == 6 * 3600
         assert SECRET not in json.dumps(status) and "VIGIL_TEST_STATUS_SMTP" not in json.dumps(status)
     assert oct((dest / "app" / "status.json").stat().st_mode & 0o777) == "0o600"
     assert [b["id"] for b in vigil_json("list", config=job)] == [backup.name, backup.name]  # never a backup

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from vigil import __version__
 from vigil.actions.hooks import run_hooks
 from vigil.actions.incremental import Base, choose
-from vigil.actions.monitor import write_textfile
+from vigil.actions.monitor import write_textfile, zone_name
 from vigil.actions.prune import dead_runs, prune_job
 from vigil.children import protect_secrets
 from vigil.config.schema import Job, LocalDestination
@@ -486,7 +486,10 @@ class Run:
                 "step": row.step, "error": row.error, "started_at": iso(row.started_at),
                 "finished_at": iso(row.finished_at), "schedule": job.schedule.cron,
                 "grace_seconds": job.health.grace.total_seconds(),
-                "max_age_seconds": job.health.max_age.total_seconds() if job.health.max_age else None}
+                "max_age_seconds": job.health.max_age.total_seconds() if job.health.max_age else None,
+                "max_runtime_seconds": job.health.max_runtime.total_seconds(),
+                # The schedule fires in the host's zone: a fleet view elsewhere reads it there too.
+                "timezone": zone_name(), "utc_offset_seconds": _utc_offset()}
         # A destination that failed in this run is not asked again: its status goes stale, and a
         # fleet view says so.
         failed = set(self._backup_set.failed) if self._backup_set is not None else set()
@@ -512,6 +515,11 @@ class Run:
             self.notifier.run_finished(self.job, row, extra)
         except Exception as exc:  # noqa: BLE001 - a broken channel never changes the outcome
             self.log.error("notification failed: %s", exc)
+
+
+def _utc_offset() -> int:
+    offset = time.localtime().tm_gmtoff
+    return int(offset) if offset is not None else 0
 
 
 def _dir_ids(paths: list[Path]) -> set[tuple[int, int]]:

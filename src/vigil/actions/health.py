@@ -55,6 +55,9 @@ class Facts:
     grace: timedelta = DEFAULT_GRACE
     tz: tzinfo = UTC  # the zone cron reads the schedule in (the host's)
     verifications: list[VerifyRow] = field(default_factory=list)  # newest first
+    # When the job last reported a finished run from its host (a fleet view's status object):
+    # a report older than its schedule allows means the host stopped running it. None: not judged.
+    reported_at: datetime | None = None
 
 
 @dataclass
@@ -67,11 +70,13 @@ class JobHealth:
     last_run_duration: float | None = None
     age_seconds: float | None = None
     max_age: timedelta | None = None
+    host: str | None = None  # a fleet view's: the host its status object names
 
     def to_json(self) -> dict[str, Any]:
-        return {"job": self.job, "status": self.status, "reasons": self.reasons,
-                "last_success_at": iso(self.last_success_at), "last_backup_bytes": self.last_backup_bytes,
-                "last_run_duration_seconds": self.last_run_duration, "age_seconds": self.age_seconds}
+        out = {"job": self.job, "status": self.status, "reasons": self.reasons,
+               "last_success_at": iso(self.last_success_at), "last_backup_bytes": self.last_backup_bytes,
+               "last_run_duration_seconds": self.last_run_duration, "age_seconds": self.age_seconds}
+        return out if self.host is None else {**out, "host": self.host}
 
 
 def _end(r: RunRow, runs: list[RunRow], now: float) -> float:
@@ -155,6 +160,27 @@ def _too_old(f: Facts, newest: datetime, now: datetime) -> list[str]:
     return reasons
 
 
+def _stale_report(f: Facts, now: datetime) -> str | None:
+    """The job's host last reported longer ago than its schedule (or max_age) allows: the
+    next run was due, and its report, written whatever the outcome, never came."""
+    if f.reported_at is None:
+        return None
+    since = (f"no run has reported since the one started {_at(f.reported_at, f.tz)} (the host stopped running "
+             "the job, or cannot reach the store)")
+    if f.schedule:
+        due = next_due(f.schedule, f.reported_at, f.tz)
+        if now > due + f.grace + f.max_runtime:
+            return f"{since}: the run due at {_at(due, f.tz)} never reported"
+    elif f.max_age is not None and now - f.reported_at > f.max_age + f.max_runtime:
+        return f"{since}: older than max_age {format_duration(f.max_age.total_seconds())}"
+    return None
+
+
+def _where(d: Newest) -> str:
+    """How a reason names its destination; a fleet view reads one store and names none."""
+    return f"destination {d.destination}: " if d.destination else ""
+
+
 def _damaged(f: Facts, d: Newest) -> str | None:
     """The newest backup's last verify on this destination found it damaged (a newer backup clears it)."""
     if not d.ids:
@@ -173,21 +199,26 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
     h = JobHealth(f.job, OK, [], max_age=f.max_age)
 
     for d in f.destinations:
+        where = _where(d)
         if d.damaged:
-            crit.append(f"destination {d.destination}: newest backup is damaged: {d.damaged}")
+            crit.append(f"{where}newest backup is damaged: {d.damaged}")
         if d.error:
-            crit.append(f"destination {d.destination} unreachable: {d.error}")
+            crit.append(f"destination {d.destination} unreachable: {d.error}" if d.destination
+                        else f"unreadable: {d.error}")
         elif not d.times:
-            crit.append(f"destination {d.destination}: no complete backup")
+            crit.append(f"{where}no complete backup")
         else:
-            crit += [f"destination {d.destination}: {r}" for r in _too_old(f, d.times[0], now)]
+            crit += [f"{where}{r}" for r in _too_old(f, d.times[0], now)]
             damaged = _damaged(f, d)
             if damaged:
-                crit.append(f"destination {d.destination}: {damaged}")
+                crit.append(f"{where}{damaged}")
             state = d.state_sizes or d.sizes
             if len(state) == 2 and state[0] < state[1] / 2:
-                warn.append(f"destination {d.destination}: newest backup ({state[0]} bytes) is less than half "
+                warn.append(f"{where}newest backup ({state[0]} bytes) is less than half "
                             f"the size of the previous one ({state[1]} bytes)")
+    stale = _stale_report(f, now)
+    if stale:
+        crit.append(stale)
     if newest_all:
         h.last_success_at = max(newest_all)
         h.age_seconds = round((now - h.last_success_at).total_seconds(), 3)
@@ -244,11 +275,21 @@ def render_text(results: list[JobHealth]) -> str:
     return "\n".join(lines)
 
 
+NAGIOS_JOBS = 10  # bad jobs named on the line; a fleet of them would outgrow what a monitoring system keeps
+
+
+def nagios_summary(results: list[JobHealth]) -> str:
+    """`VIGIL STATUS - job: first reason; ...`, the first line of a Nagios plugin's output."""
+    bad = sorted((r for r in results if r.status != OK), key=lambda r: -RANK[r.status])
+    named = [f"{r.job}: {r.reasons[0] if r.reasons else r.status}"
+             + (f" (+{len(r.reasons) - 1} more)" if len(r.reasons) > 1 else "") for r in bad[:NAGIOS_JOBS]]
+    if len(bad) > NAGIOS_JOBS:
+        named.append(f"and {len(bad) - NAGIOS_JOBS} more job(s) not OK")
+    summary = "; ".join(named) or f"{len(results)} job(s) healthy"
+    return f"VIGIL {overall(results)} - {' '.join(summary.split())}".replace("|", "/")
+
+
 def render_nagios(results: list[JobHealth]) -> str:
-    status = overall(results)
-    bad = [r for r in results if r.status != OK]
-    summary = "; ".join(f"{r.job}: {r.reasons[0]}" + (f" (+{len(r.reasons) - 1} more)" if len(r.reasons) > 1 else "")
-                        for r in bad) or f"{len(results)} job(s) healthy"
     perf = []  # labels unquoted, as SPEC writes them: job names never hold spaces, quotes or '='
     for r in results:
         suffix = "" if len(results) == 1 else f"_{r.job}"
@@ -257,8 +298,7 @@ def render_nagios(results: list[JobHealth]) -> str:
             perf.append(f"age{suffix}={int(r.age_seconds)}s;;{crit};0;")
         if r.last_backup_bytes is not None:
             perf.append(f"size{suffix}={r.last_backup_bytes}B;;;0;")
-    line = f"VIGIL {status} - {' '.join(summary.split())}"
-    return line.replace("|", "/") + (" | " + " ".join(perf) if perf else "")
+    return nagios_summary(results) + (" | " + " ".join(perf) if perf else "")
 
 
 def render_json(results: list[JobHealth]) -> str:

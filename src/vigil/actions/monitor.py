@@ -35,6 +35,27 @@ def local_zone() -> tzinfo:
     return zone
 
 
+def zone_name() -> str | None:
+    """The host's zone by its IANA name ("Europe/Paris"), for a fleet view on another host to
+    read this one's schedule in; None when the host does not say."""
+    from zoneinfo import ZoneInfo
+
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(os.path.realpath("/etc/localtime").partition("/zoneinfo/")[2])
+    except OSError:
+        pass
+    for name in candidates:
+        if not name or name.startswith("/"):
+            continue
+        try:
+            ZoneInfo(name)
+        except (ValueError, OSError, KeyError):  # not a zone this host's database knows
+            continue
+        return name
+    return None
+
+
 def gather(job: Job, now: datetime) -> Facts:
     dests = []
     for cfg in job.destination:

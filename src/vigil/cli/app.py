@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from vigil import __version__
-from vigil.cli import doctor, health, notify, prune, restore, run, runs, schedule, verify
+from vigil.cli import doctor, fleet, health, notify, prune, report, restore, run, runs, schedule, verify
 from vigil.cli import list as list_command
 from vigil.cli.common import State, log
 from vigil.errors import ConfigError, Interrupted, VigilError
@@ -57,7 +57,7 @@ def app(ctx: click.Context, config: str | None, log_format: str, verbose: bool, 
 
 
 for _command in (run.run, list_command.list_, runs.runs, health.health, verify.verify, restore.restore,
-                 prune.prune, doctor.doctor, schedule.schedule, notify.notify):
+                 prune.prune, doctor.doctor, schedule.schedule, notify.notify, report.report, fleet.fleet):
     app.add_command(_command)
 
 
@@ -122,7 +122,7 @@ def _outcome_code(args: list[str]) -> int:
     except click.UsageError as exc:
         print(f"vigil: error: {exc.format_message()}{_help_hint(exc)}", file=sys.stderr)
         # A monitoring system reads health's exit code: 2 would be CRITICAL.
-        outcome = "UNKNOWN" if exc.ctx is not None and exc.ctx.info_name == "health" else USAGE
+        outcome = "UNKNOWN" if exc.ctx is not None and exc.ctx.info_name in ("health", "fleet") else USAGE
     except Exception as exc:  # noqa: BLE001 - never a traceback for the operator
         log.debug("internal error", exc_info=True)
         print(f"vigil: internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", file=sys.stderr)

@@ -1,0 +1,86 @@
+"""`vigil report`: each job's runs of the last N days, the backups its destinations hold; --html for a page."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from vigil.cli.common import JOBS, state
+from vigil.cli.render import table
+from vigil.errors import VigilError
+from vigil.sizes import human_size
+from vigil.timeutil import format_duration, iso
+
+if TYPE_CHECKING:
+    from vigil.actions.report import JobReport
+
+
+@click.command()
+@JOBS
+@click.option("--days", type=click.IntRange(min=1, max=36500), default=30, show_default=True,
+              help="The period: the last N days")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write a self-contained HTML page with plots to FILE")
+@click.pass_context
+def report(ctx: click.Context, jobs: tuple[str, ...], days: int, html_file: Path | None) -> None:
+    """Backup history: runs, outcomes, durations, sizes, what each destination holds."""
+    from vigil.actions.report import report as job_report
+
+    selected = state(ctx).jobs(list(jobs))
+    now = datetime.now(UTC)
+    reports = [job_report(j, days, now) for j in selected]
+    if html_file is None:
+        print("\n\n".join(_text(r) for r in reports))
+        return
+    from vigil.cli.page import report_page
+
+    write_page(html_file, report_page(reports, days, now, socket.gethostname()))
+    print(f"wrote {html_file}", file=sys.stderr)
+
+
+def write_page(path: Path, text: str) -> None:
+    """`-` is stdout; a file is replaced whole (a browser never reads half of one)."""
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)  # a report is for reading; it holds nothing secret
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise VigilError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _text(r: JobReport) -> str:
+    from vigil.actions.report import kind
+
+    h = r.health
+    lines = [f"{r.job}: {h.status}, {len(r.runs)} run(s) from {iso(r.since)[:10]} to {iso(r.until)[:10]}"
+             + (" (no journal on this host)" if r.journal_missing else "")]
+    lines += [f"  - {reason}" for reason in h.reasons]
+    if r.runs:
+        rows = []
+        for run in r.runs:
+            took = format_duration(run.finished_at - run.started_at) if run.finished_at else "-"
+            detail = run.error or (f"{len(run.warnings)}: {run.warnings[0]}" if run.warnings else "")
+            rows.append([iso(run.started_at) or "", run.outcome, run.step or "-", took, human_size(run.bytes),
+                         detail or "-", (run.started_by or "?")[:40]])
+        lines += ["", table(rows, ["STARTED", "OUTCOME", "STEP", "TOOK", "SIZE", "WARNINGS/ERROR", "STARTED BY"])]
+    held = []
+    for d in r.held:
+        if d.error:
+            held.append([d.destination, "-", "-", "-", f"unreachable: {d.error}"])
+            continue
+        newest = d.backups[0] if d.backups else None
+        held.append([d.destination, str(len(d.backups)), human_size(d.total),
+                     f"{newest.id} ({kind(newest)})" if newest else "-",
+                     f"{d.damaged} damaged" if d.damaged else ""])
+    lines += ["", table(held, ["DESTINATION", "BACKUPS", "TOTAL", "NEWEST", ""])]
+    return "\n".join(lines)

@@ -71,6 +71,14 @@ def read_env_file(path: Path) -> dict[str, str | None]:
     return dotenv_values(stream=io.StringIO(text))
 
 
+def env_for_init(path: Path) -> dict[str, str | None]:
+    """An app's .env read as a job's env_file will be: ConfigError naming it when it cannot be."""
+    try:
+        return read_env_file(path)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def read_secret(owner: str, key: str, literal: str | None, env: str | None, file: Path | None) -> str | None:
     """Resolve a secret from its literal / *_env / *_file forms at the moment it is needed."""
     if env:

@@ -259,8 +259,8 @@ class _ServerCount(threading.Thread):
 class MysqlSource(DatabaseSource):
     kind, extension = "mysql", "sql"
 
-    def client(self) -> Mysql:
-        return Mysql(self.settings(), self.tmp_dir, self.label)
+    def client(self, cfg: MysqlConfig | None = None) -> Mysql:
+        return Mysql(cfg or self.settings(), self.tmp_dir, self.label)
 
     def find_tools(self) -> None:
         Mysql.dump_tool()

@@ -311,8 +311,8 @@ class _Session:
 class PostgresSource(DatabaseSource):
     kind, extension = "postgres", "pgdump"
 
-    def client(self) -> Postgres:
-        return Postgres(self.settings(), self.tmp_dir, self.label)
+    def client(self, cfg: PostgresConfig | None = None) -> Postgres:
+        return Postgres(cfg or self.settings(), self.tmp_dir, self.label)
 
     def find_tools(self) -> None:
         find_tool("pg_dump")

@@ -236,7 +236,6 @@ class DatabaseSource(Source):
         except ConfigError as exc:
             raise ConfigError(f"{self.ctx.job.config_path}: {exc}") from None
 
-    @abstractmethod
     def restore_engine(self) -> Any:
         """The client that creates, loads and drops databases: the job's [restore] connection
         (or --db-* flags) over the source's own settings, which the app's account may lack rights for."""
@@ -267,6 +266,7 @@ class DatabaseSource(Source):
         return PermissionDenied(f"{doing}: permission denied by the database server, not a fault of the backup: "
                                 f"{exc}; {hint}")
 
+    @abstractmethod
     def find_tools(self) -> None:
         """BackupError when the client programs are not installed."""
 

@@ -315,3 +315,24 @@ def test_refuses_to_overwrite_a_job_file(tmp_path):
     assert proc.returncode == 2 and "already exists; refusing to overwrite it" in proc.stderr
     assert job.read_text() == "# a job someone wrote by hand\n"
     assert "Traceback" not in proc.stderr
+
+
+def test_routine_privilege_is_asked_for_only_when_routines_would_be_lost(tmp_path, mariadb):
+    """A Laravel account (ALL on its database) sees its routines: none, nothing to grant; one, and
+    doctor asks for what lets the dump read it (mariadb-dump would leave it out without an error)."""
+    db = create_app_database(mariadb, rows=1)
+    user, password = f"app_{secrets.token_hex(3)}", "pw-all"
+    mariadb.root_sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON `{db}`.* TO '{user}'@'%'")
+    app = laravel_app(tmp_path / "app", mysql_env(mariadb, db, user, password))
+    job = tmp_path / "job.toml"
+    out = init(app, tmp_path, "--output", str(job)).stdout
+    assert f"'{user}'@'%' has every privilege the dump needs" in out
+    mariadb.root_sql("CREATE PROCEDURE purge_sessions() DELETE FROM jobs", db)
+    out = vigil("doctor", "--root", str(tmp_path / "empty-root"), config=job).stdout
+    assert f"lacks SELECT on mysql.proc, which --routines needs to read the stored procedures and functions of {db}" \
+        in out
+    assert f"fix: GRANT SELECT ON mysql.proc TO '{user}'@'%';" in out
+    run = vigil("run", config=job)  # what doctor warned of
+    assert run.returncode == 1 and "insufficient privileges to SHOW CREATE PROCEDURE" in run.stderr
+    mariadb.root_sql(f"GRANT SELECT ON mysql.proc TO '{user}'@'%'")
+    vigil("run", config=job, check=0)

@@ -181,9 +181,14 @@ class Mysql:
         missing = [(f"{p} on {database}", f"GRANT {p} ON {quote_ident(database)}.* TO {account};")
                    for p in DUMP_PRIVILEGES if p not in on_db]
         routines = _routine_privilege(version, glob, on_mysql, {p for s, p in rows if s == "mysql.proc"})
+        if routines is not None and "EXECUTE" in on_db and not self.sql(
+                "SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = "
+                f"{quote_literal(database)} LIMIT 1"):
+            routines = None  # EXECUTE shows the account every routine: there are none to lose
         if routines is not None:
             missing.append((f"{routines[0]}, which --routines needs to read the stored procedures and functions "
-                            f"of {database} (without it they are left out of the dump, without an error)",
+                            f"of {database} (without it the dump fails on them, or leaves out those the "
+                            "account cannot see, without an error)",
                             routines[1].format(account=account)))
         return missing
 

@@ -80,7 +80,8 @@ def secret_file(tmp_dir: Path, content: str, prefix: str) -> Iterator[Path]:
 # (1044 database, 1045 login, 1142 table, 1227 global privilege, 1370 routine).
 DENIED = re.compile(
     r"permission denied|must be owner|must be superuser|must be a member|password authentication failed"
-    r"|access denied|command denied|ERROR 1044|ERROR 1045|ERROR 1142|ERROR 1227|ERROR 1370|\(1044\)|\(1142\)",
+    r"|access denied|command denied|insufficient privileges"
+    r"|ERROR 1044|ERROR 1045|ERROR 1142|ERROR 1227|ERROR 1370|\(1044\)|\(1142\)",
     re.IGNORECASE,
 )
 

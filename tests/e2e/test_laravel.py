@@ -336,3 +336,24 @@ def test_routine_privilege_is_asked_for_only_when_routines_would_be_lost(tmp_pat
     assert run.returncode == 1 and "insufficient privileges to SHOW CREATE PROCEDURE" in run.stderr
     mariadb.root_sql(f"GRANT SELECT ON mysql.proc TO '{user}'@'%'")
     vigil("run", config=job, check=0)
+
+
+def test_writes_into_the_config_directory_and_never_twice(tmp_path):
+    app = laravel_app(tmp_path / "app", "APP_NAME=Blog\nDB_CONNECTION=sqlite\n")
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    missing = vigil("--config", str(jobs), "init", "--laravel", str(app), "--output", str(tmp_path / "other.toml"),
+                    "--root", str(tmp_path / "empty-root"))
+    assert f"WARNING  database: source db: database {app / 'database/database.sqlite'} does not exist" in missing.stdout
+    import sqlite3
+
+    sqlite3.connect(app / "database/database.sqlite").execute("CREATE TABLE t (x)").connection.close()
+    first = vigil("--config", str(jobs), "init", "--laravel", str(app), "--state-dir", str(tmp_path / "state"),
+                  "--backup-dir", str(tmp_path / "backups"), "--root", str(tmp_path / "empty-root"))
+    assert f"wrote {jobs / 'blog.toml'}" in first.stdout
+    assert f"vigil --config {jobs} run blog" in first.stdout
+    written = (jobs / "blog.toml").read_text()
+    second = vigil("--config", str(jobs), "init", "--laravel", str(app))
+    assert second.returncode == 2 and f"{jobs / 'blog.toml'} already exists" in second.stderr
+    assert (jobs / "blog.toml").read_text() == written
+    vigil("run", "blog", config=jobs, check=0)

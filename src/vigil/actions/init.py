@@ -91,8 +91,9 @@ def _ignore_pattern(rel: str) -> str:
 
 
 def _value(env: Mapping[str, str | None], key: str) -> str | None:
-    value = env.get(key)
-    return value.strip() if value and value.strip() else None
+    """A setting as Laravel's env() reads it: "null" and "empty" (bare or in parentheses) are unset."""
+    value = (env.get(key) or "").strip()
+    return None if value.lower() in ("", "null", "(null)", "empty", "(empty)") else value
 
 
 def app_database(app: Path, env: Mapping[str, str | None]) -> tuple[AppDatabase | None, str | None]:

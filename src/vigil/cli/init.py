@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from vigil.cli.common import ROOT
+from vigil.cli.common import ROOT, state
 from vigil.state.journal import Outcome
 
 
@@ -18,7 +18,8 @@ from vigil.state.journal import Outcome
 @click.option("--name", help="Job name [default: APP_NAME slugged, else the directory's name]")
 @click.option("--notify-email", metavar="ADDR", help="Mail failures here, through the app's MAIL_* settings")
 @click.option("--output", type=click.Path(path_type=Path), metavar="FILE",
-              help="Job file to write (never overwritten) [default: /etc/vigil/jobs/NAME.toml]")
+              help="Job file to write (never overwritten) [default: NAME.toml in the --config directory, "
+                   "else in /etc/vigil/jobs/]")
 @click.option("--backup-dir", default="/var/backups/vigil", show_default=True, metavar="DIR",
               help="The local destination")
 @click.option("--state-dir", metavar="DIR", help="The job's state_dir [default: /var/lib/vigil]")
@@ -26,8 +27,9 @@ from vigil.state.journal import Outcome
               help="The old backup script this job replaces, so doctor finds its schedules; repeatable "
                    "[default: *backup*.sh found in the app, scripts/, bin/ or deploy/]")
 @ROOT
-def init(app: Path, name: str | None, notify_email: str | None, output: Path | None, backup_dir: str,
-         state_dir: str | None, legacy: tuple[str, ...], root: Path) -> str:
+@click.pass_context
+def init(ctx: click.Context, /, app: Path, name: str | None, notify_email: str | None, output: Path | None,
+         backup_dir: str, state_dir: str | None, legacy: tuple[str, ...], root: Path) -> str:
     """Write a job for a Laravel app from its .env (no secret copied), then run doctor on it."""
     from vigil.actions.init import JOBS_DIR, find_legacy_scripts, is_laravel_app, laravel_job
     from vigil.cli.doctor import print_findings
@@ -52,7 +54,10 @@ def init(app: Path, name: str | None, notify_email: str | None, output: Path | N
     scripts = [os.path.abspath(p) for p in legacy] or find_legacy_scripts(app)
     result = laravel_job(app, env, name=name, notify_email=notify_email, backup_dir=backup_dir,
                          state_dir=os.path.abspath(state_dir) if state_dir else None, legacy=scripts)
-    target = Path(os.path.abspath(output or Path(JOBS_DIR) / f"{result.name}.toml"))
+    # The jobs directory the other commands read: --config or $VIGIL_CONFIG when it is one.
+    configured = state(ctx).config or os.environ.get("VIGIL_CONFIG")
+    jobs_dir = Path(configured) if configured and Path(configured).is_dir() else Path(JOBS_DIR)
+    target = Path(os.path.abspath(output or jobs_dir / f"{result.name}.toml"))
     _write_new(target, result.text)
     for note in result.notes:
         print(f"note: {note}")
@@ -62,7 +67,10 @@ def init(app: Path, name: str | None, notify_email: str | None, output: Path | N
     job = load_job_file(target)  # what init writes, vigil's own loader must take
     print("doctor:")
     bad = print_findings(job, root, strict=False, new=True)
-    config = "" if target.parent == Path(JOBS_DIR) else f" --config {shlex.quote(str(target))}"
+    if target.parent == jobs_dir.absolute():  # where the other commands look already, or are told to
+        config = f" --config {shlex.quote(str(configured))}" if configured else ""
+    else:
+        config = f" --config {shlex.quote(str(target))}"
     print("\nnext:")
     print(f"  vigil{config} run {job.name}")
     print(f"  vigil{config} schedule install {job.name}")

@@ -127,3 +127,13 @@ def test_paths_with_quotes_and_spaces_round_trip(tmp_path):
     job = load(app, laravel_job(app, MYSQL, backup_dir=str(tmp_path / "back 'ups'")).text)
     assert job.source[0].path == app and job.env_file == app / ".env"
     assert str(job.destination[0].path) == str(tmp_path / "back 'ups'")
+
+
+def test_laravel_null_means_unset(tmp_path):
+    """Laravel's default .env says MAIL_USERNAME=null: no login, no password, no TLS."""
+    env = {**MYSQL, "MAIL_USERNAME": "null", "MAIL_PASSWORD": "null", "MAIL_ENCRYPTION": "null", "MAIL_PORT": "2525",
+           "DB_PORT": "(null)"}
+    job = load(tmp_path, laravel_job(tmp_path, env, notify_email="ops@example.com").text)
+    mail = job.notify[0]
+    assert (mail.username, mail.password_env, mail.starttls, mail.ssl, mail.smtp_port) == (None, None, False, False, 2525)
+    assert job.source[1].port == 3306

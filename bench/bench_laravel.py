@@ -54,6 +54,8 @@ def fill_database(server, mb: int) -> float:
             f"INSERT INTO posts (user_id, title, body, created_at) SELECT 1 + seq % 10000, CONCAT('Post ', seq), "
             "CONCAT(SHA2(RAND(), 512), ' ', SHA2(RAND(), 512), ' ', MD5(seq), REPEAT(' lorem ipsum dolor', 40)), "
             f"NOW() FROM seq_{start}_to_{end}", DB)
+    # InnoDB's sizes in information_schema are estimates refreshed by ANALYZE.
+    server.root_sql("ANALYZE TABLE users, posts, jobs, migrations", DB)
     size = server.root_sql("SELECT SUM(data_length + index_length) FROM information_schema.tables "
                            f"WHERE table_schema = '{DB}'")
     return int(size) / 1e6
@@ -104,12 +106,15 @@ def main() -> None:
         run_s, run = timed([args.vigil, "--config", str(job), "run"])
         edits = 0 if run.returncode == 0 and job.read_text() == written else 1
         stored = sum(p.stat().st_size for p in (work / "backups").rglob("*") if p.is_file())
+        dump = subprocess.run(f"zstd -dc {work}/backups/*/*/db-db.sql.zst | wc -c", shell=True, capture_output=True,
+                              text=True, check=False).stdout.strip()
         problems = [line.strip() for line in init.stdout.splitlines() if line.startswith("  PROBLEM")]
         print(f"database:              {size:.1f} MB in MariaDB (data + indexes)")
         print(f"vigil init --laravel:  {init_s:.2f} s (exit {init.returncode}; doctor problems: {len(problems)})")
         for line in problems:
             print(f"    {line}")
-        print(f"first vigil run:       {run_s:.2f} s (exit {run.returncode}; {stored / 1e6:.1f} MB stored)")
+        print(f"first vigil run:       {run_s:.2f} s (exit {run.returncode}; SQL dump {int(dump or 0) / 1e6:.1f} MB, "
+              f"{stored / 1e6:.1f} MB stored)")
         print(f"manual edits needed:   {edits}")
         if run.returncode != 0:
             print(run.stderr, file=sys.stderr)

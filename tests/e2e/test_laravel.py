@@ -120,6 +120,7 @@ def test_the_incident_end_to_end(tmp_path, mariadb, smtp_server):
     assert f"wrote {job}" in out
     assert f"old backup script(s) named for doctor: {script}" in out
     assert "scheduled 3 times (cron and systemd timer both)" in out
+    assert "the old backup script runs from 3 schedule(s)" in out and "remove them all, then" in out
     for where in ("/etc/crontab:2", "/etc/cron.d/api-backup:1", "/etc/systemd/system/api-backup.timer"):
         assert where in out, where
     assert f"'{user}'@'%' has every privilege the dump needs" in out

@@ -238,6 +238,13 @@ def _schedules(job: Job, root: Path) -> Iterator[Finding]:
             yield Finding(PROBLEM, "schedule", f"{e.path} never runs: {e.ignored}",
                           "rename it (letters, digits, - and _ only), chown root, chmod 644")
     live = [e for e in entries if not e.ignored]
+    old = [e for e in live if any(legacy in e.command for legacy in job.legacy_commands)]
+    if old:
+        # Named apart: these are the script vigil replaces, and `schedule install` waits for them to go.
+        yield Finding(PROBLEM, "schedule", f"the old backup script runs from {len(old)} schedule(s):\n    "
+                      + "\n    ".join(e.describe() for e in old),
+                      f"once `vigil run {job.name}` has worked, remove them all, then "
+                      f"`vigil schedule install {job.name}` (it refuses while one remains)")
     if not live:
         yield Finding(WARNING, "schedule", f"job {job.name} is not scheduled", f"vigil schedule install {job.name}")
     elif len(live) > 1:

@@ -10,6 +10,7 @@ find where the app and its job have drifted apart.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import Mapping
@@ -107,8 +108,8 @@ def app_database(app: Path, env: Mapping[str, str | None]) -> tuple[AppDatabase 
                       "no database source written")
     if kind == "sqlite":
         raw = _value(env, "DB_DATABASE") or "database/database.sqlite"
-        path = Path(raw)
-        return AppDatabase(kind, path=path if path.is_absolute() else app / path), None
+        # Relative to the app (artisan's working directory), normalised as vigil's loader does.
+        return AppDatabase(kind, path=Path(os.path.normpath(app / raw))), None
     port = _value(env, "DB_PORT")
     if port is not None and not port.isdigit():
         raise ConfigError(f"{app / '.env'}: DB_PORT: {port!r} is not a port number")

@@ -32,6 +32,11 @@ class TransientError(BackupError):
     """A failure that may pass if retried (connection refused, timeout, 5xx)."""
 
 
+class PermissionDenied(BackupError):
+    """A server refused the account what it asked (create a database, read a table, log in):
+    a matter of grants, never of the backup's bytes, and never reported as damage."""
+
+
 class Damaged(BackupError):
     """A stored thing does not check out: a manifest, an archive, an index or an
     artifact's bytes. Whatever a destination hands back is untrusted input, and

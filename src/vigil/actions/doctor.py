@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vigil.actions.schedule import Entry, VigilCall, audit, audit_verify, entry_calls, located, same_minute
-from vigil.config.schema import Job, LocalDestination, S3Destination
+from vigil.config.schema import Job, LocalDestination, MysqlSource, PostgresSource, S3Destination, SqliteSource
 from vigil.destinations.base import make_destination, space_needed
-from vigil.errors import VigilError
+from vigil.errors import ConfigError, VigilError
 from vigil.sources.base import OK, PROBLEM, WARNING, SourceContext, make_source
 
 
@@ -134,6 +134,57 @@ def _tools(job: Job) -> Iterator[Finding]:
                       "apt-get install zstd")
 
 
+def _drift(job: Job) -> Iterator[Finding]:
+    """A job made by `init` against the app's .env today: the database settings it copied then."""
+    import msgspec
+
+    from vigil.actions.init import DEFAULT_PORTS, app_database
+    from vigil.config.secrets import read_env_file
+
+    if job.laravel is None:
+        return
+    app = job.laravel.app
+    try:
+        db, why = app_database(app, read_env_file(app / ".env"))
+    except (msgspec.ValidationError, ConfigError) as exc:
+        yield Finding(PROBLEM, "drift", f"cannot read the app's settings: {exc}", f"check laravel.app = {app}")
+        return
+    sources = [s for s in job.source if s.type in ("mysql", "postgres", "sqlite")]
+    fix = f"make {job.config_path} and {app / '.env'} agree (the job copied them at init)"
+    if db is None or not sources:
+        if db is None and sources:
+            yield Finding(PROBLEM, "drift", f"source {sources[0].name} backs up a database, but the app's .env "
+                          f"names none now: {why}", fix)
+        elif db is not None:
+            yield Finding(PROBLEM, "drift", f"the app's .env names a {db.type} database that no source of the job "
+                          "backs up", fix)
+        return
+    src = next((s for s in sources if s.name == "db"), sources[0])
+    diffs: list[str] = []
+    if src.type != db.type:
+        diffs.append(f"DB_CONNECTION: the app uses {db.type}, source {src.name} is a {src.type} source")
+    elif isinstance(src, SqliteSource):
+        if db.path is not None and os.path.normpath(db.path) != str(src.path):
+            diffs.append(f"DB_DATABASE is {db.path}, source {src.name} has path = {src.path}")
+    else:
+        assert isinstance(src, MysqlSource | PostgresSource)
+        socket = getattr(src, "socket", None)
+        job_has = {"DB_HOST": ("host", None if socket else src.host or "127.0.0.1"),
+                   "DB_PORT": ("port", None if socket else src.port or DEFAULT_PORTS[src.type]),
+                   "DB_SOCKET": ("socket", str(socket) if socket else None),
+                   "DB_DATABASE": ("database", src.database), "DB_USERNAME": ("user", src.user)}
+        app_has = {"DB_HOST": db.host, "DB_PORT": db.port, "DB_SOCKET": db.socket, "DB_DATABASE": db.database,
+                   "DB_USERNAME": db.user}
+        for var, (key, value) in job_has.items():
+            if app_has[var] != value:
+                diffs.append(f"{var} is {app_has[var] if app_has[var] is not None else 'not set'} in the app's "
+                             f".env, source {src.name} has {key} = {value if value is not None else '(not set)'}")
+    for diff in diffs:
+        yield Finding(PROBLEM, "drift", diff, fix)
+    if not diffs:
+        yield Finding(OK, "drift", f"source {src.name} matches the database in {app / '.env'}")
+
+
 def _lock(job: Job) -> Iterator[Finding]:
     """The s3 lease needs conditional writes: probe that the store refuses a second create."""
     if job.lock.backend != "s3":
@@ -187,6 +238,13 @@ def _schedules(job: Job, root: Path) -> Iterator[Finding]:
             yield Finding(PROBLEM, "schedule", f"{e.path} never runs: {e.ignored}",
                           "rename it (letters, digits, - and _ only), chown root, chmod 644")
     live = [e for e in entries if not e.ignored]
+    old = [e for e in live if any(legacy in e.command for legacy in job.legacy_commands)]
+    if old:
+        # Named apart: these are the script vigil replaces, and `schedule install` waits for them to go.
+        yield Finding(PROBLEM, "schedule", f"the old backup script runs from {len(old)} schedule(s):\n    "
+                      + "\n    ".join(e.describe() for e in old),
+                      f"once `vigil run {job.name}` has worked, remove them all, then "
+                      f"`vigil schedule install {job.name}` (it refuses while one remains)")
     if not live:
         yield Finding(WARNING, "schedule", f"job {job.name} is not scheduled", f"vigil schedule install {job.name}")
     elif len(live) > 1:
@@ -241,10 +299,15 @@ def _health(job: Job) -> Iterator[Finding]:
                       f"health is {result.status}: " + "; ".join(result.reasons), "see `vigil health`")
 
 
-def diagnose(job: Job, root: Path) -> list[Finding]:
+def diagnose(job: Job, root: Path, new: bool = False) -> list[Finding]:
+    """Every finding about the job; `new`: a job just written, which cannot have a backup yet."""
     findings = [Finding(OK, "config", f"{job.config_path} is valid")]
-    for check in (_secrets, _state_dir, _state_dir_modes, _destinations, _tools, _lock, _notifications, _retention,
-                  _health):
+    for check in (_secrets, _state_dir, _state_dir_modes, _destinations, _tools, _drift, _lock, _notifications,
+                  _retention):
         findings.extend(check(job))
+    if new:
+        findings.append(Finding(OK, "health", f"no backup yet: the first one is `vigil run {job.name}`"))
+    else:
+        findings.extend(_health(job))
     findings.extend(_schedules(job, root))
     return findings

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from vigil.config.load import select_jobs
 from vigil.config.schema import Job
 from vigil.destinations.base import Destination, make_destination, newest_id
-from vigil.errors import BackupError, ConfigError, VigilError
+from vigil.errors import BackupError, ConfigError, PermissionDenied, VigilError
 from vigil.formats.manifest import Artifact, Manifest, is_backup_id
 from vigil.pipeline.crypto import decryptor
 from vigil.pipeline.progress import NO_PROGRESS, Meter
@@ -31,6 +31,8 @@ class Report:
     problems: list[str] = field(default_factory=list)
     # (destination, backup id, its problems) for each copy checked: what the journal records
     copies: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    # Checks that could not run (a server refused the account): the verify fails, the backup is not damaged
+    failed: list[str] = field(default_factory=list)
 
 
 class Verifier:
@@ -92,6 +94,8 @@ class Verifier:
                 try:
                     if self._source(art).restore_test(ArtifactReader(dest, manifest, art, decrypt, self.meter)):
                         report.checked.append(f"{dest.name}:{manifest.id}/{art.name} (restore test)")
+                except PermissionDenied as exc:
+                    report.failed.append(str(exc))
                 except BackupError as exc:
                     report.problems.append(str(exc))
                     report.copies[0][2].append(str(exc))

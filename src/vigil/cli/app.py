@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from vigil import __version__
-from vigil.cli import doctor, fleet, health, notify, prune, report, restore, run, runs, schedule, verify
+from vigil.cli import doctor, fleet, health, init, notify, prune, report, restore, run, runs, schedule, verify
 from vigil.cli import list as list_command
 from vigil.cli.common import State, log
 from vigil.errors import ConfigError, Interrupted, VigilError
@@ -57,7 +57,8 @@ def app(ctx: click.Context, config: str | None, log_format: str, verbose: bool, 
 
 
 for _command in (run.run, list_command.list_, runs.runs, health.health, verify.verify, restore.restore,
-                 prune.prune, doctor.doctor, schedule.schedule, notify.notify, report.report, fleet.fleet):
+                 prune.prune, doctor.doctor, schedule.schedule, notify.notify, init.init, report.report,
+                 fleet.fleet):
     app.add_command(_command)
 
 

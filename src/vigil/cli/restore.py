@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vigil.cli.common import log, state
+from vigil.cli.common import ADMIN_CONNECTION, log, state, with_admin
 from vigil.cli.render import print_json
 from vigil.pipeline.progress import meter
 from vigil.sizes import human_size
@@ -24,14 +24,16 @@ from vigil.sizes import human_size
 @click.option("--destination", metavar="NAME",
               help="Only from this destination [default: the first whose copy checks out, then the next]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary")
+@ADMIN_CONNECTION
 @click.pass_context
-def restore(ctx: click.Context, job: str, backup_id: str, source: str, to: Path | None, to_database: str | None,
+def restore(ctx: click.Context, /, job: str, backup_id: str, source: str, to: Path | None, to_database: str | None,
             to_file: Path | None, include: tuple[str, ...], force: bool, destination: str | None,
-            as_json: bool) -> None:
+            as_json: bool, **db: str | None) -> None:
     """Restore one source of a backup into a directory, a database or a file."""
     from vigil.actions.restore import restore as do_restore
 
     [j] = state(ctx).jobs([job])
+    j = with_admin(j, db)
     with meter(state(ctx).progress) as m:
         summary = do_restore(j, backup_id, source, to_dir=to, to_database=to_database, to_file=to_file,
                              include=list(include), force=force, log=log, meter=m, destination=destination)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vigil.cli.common import JOB, log, state
+from vigil.cli.common import ADMIN_CONNECTION, JOB, log, state, with_admin
 from vigil.pipeline.progress import meter
 from vigil.state.journal import Outcome
 
@@ -15,14 +15,16 @@ from vigil.state.journal import Outcome
 @click.option("--deep", is_flag=True, help="Decompress and check every file and dump")
 @click.option("--restore-test", is_flag=True, help="Load database dumps into scratch databases")
 @click.option("--all", "every", is_flag=True, help="Every backup of the job, not one")
+@ADMIN_CONNECTION
 @click.pass_context
-def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, restore_test: bool, every: bool) -> str:
+def verify(ctx: click.Context, /, job: str | None, backup_id: str, deep: bool, restore_test: bool, every: bool,
+           **db: str | None) -> str:
     """Check stored backups (default: every job's latest): present, intact, readable, restorable."""
     from vigil.actions.verify import backup_ids, targets, verify_and_record
 
     problems = backups = 0
     selected, backup_id = targets(state(ctx).jobs(), job, backup_id)
-    for j in selected:
+    for j in [with_admin(s, db) for s in selected]:
         for one in backup_ids(j, backup_id, every):
             with meter(state(ctx).progress) as m:
                 report = verify_and_record(j, one, deep, restore_test, log, m)
@@ -30,7 +32,9 @@ def verify(ctx: click.Context, job: str | None, backup_id: str, deep: bool, rest
                 print(f"OK       {line}")
             for line in report.problems:
                 print(f"DAMAGED  {line}")
-            problems += len(report.problems)
+            for line in report.failed:
+                print(f"FAILED   {line}")
+            problems += len(report.problems) + len(report.failed)
             backups += 1
     if every:
         print(f"{backups} backup(s) checked, {problems} problem(s) found")

@@ -415,6 +415,34 @@ class Metrics(Model, frozen=True):
     textfile: Path | None = None
 
 
+class Laravel(Model, frozen=True):
+    """The Laravel app a job was made for (`vigil init --laravel`): doctor compares
+    the job's database settings with the app's .env to catch drift."""
+
+    app: Path
+
+
+class AdminConnection(Model, frozen=True):
+    """The connection `restore` and `verify --restore-test` use to create databases:
+    an application's own user often may not. Unset keys: the source's own."""
+
+    host: Text | None = None
+    port: Port | None = None
+    socket: Path | None = None
+    user: Text | None = None
+    password_env: EnvVar | None = None
+    password_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if self.port is not None and self.socket is not None:
+            raise ValueError("give port or socket, not both")
+
+    def __repr__(self) -> str:
+        return f"AdminConnection(host={self.host!r}, user={self.user!r})"
+
+
 class Job(Model, kw_only=True, frozen=True):
     name: str
     source: Annotated[list[Source], Meta(min_length=1)]
@@ -433,6 +461,8 @@ class Job(Model, kw_only=True, frozen=True):
     encryption: Encryption | None = None
     lock: Lock = Lock()
     metrics: Metrics = Metrics()
+    laravel: Laravel | None = None
+    restore: AdminConnection | None = None
     # Not from TOML (load_job_file refuses the key): where the job came from, for messages.
     config_path: Path | None = None
 

@@ -55,9 +55,36 @@ def env_missing(name: str) -> str:
     return f"environment variable {name} is not set (and the job has no env_file)"
 
 
-def read_env_file(path: Path) -> dict[str, str | None]:
-    from dotenv import dotenv_values  # only for jobs that name an env_file
+# `KEY=` (or `export KEY =`) and the quote its value opens with, if any.
+_ASSIGNMENT = re.compile(r"\s*(?:export\s+)?[^=\s]+\s*=\s*(['\"]?)")
 
+
+def parse_dotenv(text: str, environ: Mapping[str, str]) -> dict[str, str | None]:
+    """A dotenv file's values, read as Laravel reads its .env: `${VAR}` is expanded in
+    unquoted and double-quoted values, from the process environment first (Laravel leaves a
+    variable already set alone), then from the file's earlier lines; a single-quoted value is
+    taken literally. python-dotenv's own dotenv_values expands inside single quotes too,
+    which would change a password such as 'pa$${x}'."""
+    from dotenv.parser import parse_stream  # only for jobs that name an env_file
+    from dotenv.variables import parse_variables
+
+    values: dict[str, str | None] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.key is None:
+            continue
+        if binding.value is None:  # a bare `KEY`: set, without a value
+            values[binding.key] = None
+            continue
+        found = _ASSIGNMENT.match(binding.original.string)
+        if found is not None and found.group(1) == "'":
+            values[binding.key] = binding.value
+            continue
+        known = {**{k: v for k, v in values.items() if v is not None}, **environ}
+        values[binding.key] = "".join(atom.resolve(known) for atom in parse_variables(binding.value))
+    return values
+
+
+def read_env_file(path: Path) -> dict[str, str | None]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -68,7 +95,15 @@ def read_env_file(path: Path) -> dict[str, str | None]:
         raise msgspec.ValidationError(f"env_file: cannot read {path} ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise msgspec.ValidationError(f"env_file: {path} is not valid UTF-8 ({exc.reason})") from None
-    return dotenv_values(stream=io.StringIO(text))
+    return parse_dotenv(text, os.environ)
+
+
+def env_for_init(path: Path) -> dict[str, str | None]:
+    """An app's .env read as a job's env_file will be: ConfigError naming it when it cannot be."""
+    try:
+        return read_env_file(path)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def read_secret(owner: str, key: str, literal: str | None, env: str | None, file: Path | None) -> str | None:

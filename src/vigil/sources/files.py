@@ -30,6 +30,7 @@ from typing import Any
 
 import pathspec
 
+from vigil.config.schema import SqliteSource as SqliteConfig
 from vigil.errors import BackupError, ConfigError, Damaged
 from vigil.formats import index as index_format
 from vigil.formats import tarheader as th
@@ -206,6 +207,25 @@ def _check_archive(archive: ArtifactReader, index: ArtifactReader, older: bool) 
     return bad
 
 
+def _own_databases(source: FilesSource) -> set[str]:
+    """The job's sqlite databases inside this tree, with their -wal, -journal and -shm files, as
+    paths relative to its root: archived raw, a live database may be torn, and its sqlite source
+    stores a consistent copy of it already."""
+    roots = {str(source.cfg.path), os.path.realpath(source.cfg.path)}
+    found: set[str] = set()
+    for cfg in source.ctx.job.source:
+        if not isinstance(cfg, SqliteConfig):
+            continue
+        for root, path in ((r, p) for r in roots for p in (str(cfg.path), os.path.realpath(cfg.path))):
+            if path.startswith(root.rstrip("/") + "/"):
+                rel = path[len(root.rstrip("/")) + 1:]
+                found.update(rel + suffix for suffix in ("", "-wal", "-journal", "-shm"))
+                source.ctx.log.info("%s: leaving out %s (and its -wal, -journal, -shm): sqlite source %s "
+                                    "stores a consistent copy", source.label, rel, cfg.name)
+                break
+    return found
+
+
 class _Archiver:
     """One pass over one tree; state of the walk lives here, not in the source."""
 
@@ -222,6 +242,7 @@ class _Archiver:
         self.exclude = compile_patterns(source.cfg.exclude)
         self.volatile = compile_patterns(source.cfg.volatile)
         self.skip_dirs = source.ctx.skip_dirs
+        self.skip_files = _own_databases(source)
         self.links: dict[tuple[int, int], str] = {}
         self._root_id: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the root when the walk began
         self.entries = 0
@@ -321,7 +342,7 @@ class _Archiver:
                 stack.append(iter(children))
                 prefixes.append(rel + "/")
                 continue
-            if self.exclude and self.exclude.match_file(rel):
+            if self.exclude and self.exclude.match_file(rel) or rel in self.skip_files:
                 continue
             if kind == stat.S_IFREG:
                 self._file(entry.path, rel, st)

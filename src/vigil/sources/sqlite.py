@@ -18,7 +18,7 @@ from typing import Any
 
 from vigil.errors import Damaged
 from vigil.pipeline.reading import ArtifactReader
-from vigil.sources.base import ArtifactOutput, Source, check_row_counts
+from vigil.sources.base import OK, PROBLEM, WARNING, ArtifactOutput, Check, Source, check_row_counts
 
 READ = 1 << 20
 
@@ -56,6 +56,18 @@ class SqliteSource(Source):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "path": str(self.cfg.path)}
+
+    def doctor(self) -> Iterator[Check]:
+        # A warning, not a problem: a `before` hook may create or mount it.
+        path = self.cfg.path
+        if not path.is_file():
+            yield Check(WARNING, "database", f"source {self.name}: database {path} does not exist: every run "
+                        "fails unless a before hook creates it", "check the path (Laravel: DB_DATABASE)")
+        elif not os.access(path, os.R_OK):
+            yield Check(PROBLEM, "database", f"source {self.name}: database {path} is not readable",
+                        "run vigil as a user that can read it")
+        else:
+            yield Check(OK, "database", f"source {self.name}: {path} is readable")
 
     def backup(self, out: ArtifactOutput) -> None:
         self._check()

@@ -10,6 +10,7 @@ the process claims success.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,9 @@ from vigil.sources.db.process import Child, DatabaseSource, feed, run, secret_fi
 
 FOOTER = b"-- Dump completed"
 SYSTEM_DBS = {"information_schema", "performance_schema", "mysql", "sys"}
+# What DUMP_OPTIONS need on each database: SELECT (tables), SHOW VIEW (views), TRIGGER (--triggers),
+# EVENT (--events). --single-transaction takes no LOCK TABLES and --no-tablespaces needs no PROCESS.
+DUMP_PRIVILEGES = ["SELECT", "SHOW VIEW", "TRIGGER", "EVENT"]
 DUMP_OPTIONS = ["--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
                 "--default-character-set=utf8mb4", "--no-tablespaces"]
 
@@ -149,6 +153,45 @@ class Mysql:
             counts.update({t: server[t] for t in uncertain})
         return counts
 
+    # --- privileges ---------------------------------------------------------------
+
+    def account(self) -> str:
+        """The account the server matched the login to, quoted for a GRANT: 'backup'@'%'."""
+        [[current]] = self.sql("SELECT CURRENT_USER()")
+        user, _, host = current.rpartition("@")
+        return f"{quote_literal(user)}@{quote_literal(host)}"
+
+    def missing_privileges(self, database: str, account: str, version: str) -> list[tuple[str, str]]:
+        """(what, GRANT that gives it) for each privilege the dump of `database` lacks.
+
+        Read from information_schema, which shows an account its own grants: global ones, and
+        those on schemas whose name pattern (`app\\_%`) matches the database."""
+        rows = self.sql(
+            "SELECT 'global', PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES "
+            f"WHERE GRANTEE = {quote_literal(account)} UNION ALL "
+            "SELECT TABLE_SCHEMA, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES "
+            f"WHERE GRANTEE = {quote_literal(account)} AND ({quote_literal(database)} LIKE TABLE_SCHEMA "
+            "OR 'mysql' LIKE TABLE_SCHEMA) UNION ALL "
+            "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES "
+            f"WHERE GRANTEE = {quote_literal(account)} AND TABLE_SCHEMA = 'mysql' AND TABLE_NAME = 'proc'")
+        glob = {p for scope, p in rows if scope == "global"}
+        on_db = glob | {p for scope, p in rows if scope not in ("global", "mysql.proc")
+                        and _like(database, scope)}
+        on_mysql = glob | {p for scope, p in rows if scope != "global" and _like("mysql", scope)}
+        missing = [(f"{p} on {database}", f"GRANT {p} ON {quote_ident(database)}.* TO {account};")
+                   for p in DUMP_PRIVILEGES if p not in on_db]
+        routines = _routine_privilege(version, glob, on_mysql, {p for s, p in rows if s == "mysql.proc"})
+        if routines is not None and "EXECUTE" in on_db and not self.sql(
+                "SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = "
+                f"{quote_literal(database)} LIMIT 1"):
+            routines = None  # EXECUTE shows the account every routine: there are none to lose
+        if routines is not None:
+            missing.append((f"{routines[0]}, which --routines needs to read the stored procedures and functions "
+                            f"of {database} (without it the dump fails on them, or leaves out those the "
+                            "account cannot see, without an error)",
+                            routines[1].format(account=account)))
+        return missing
+
     # --- restore side -------------------------------------------------------------
 
     def create_database(self, name: str, force: bool) -> bool:
@@ -170,6 +213,33 @@ class Mysql:
         with self.defaults() as opt:
             feed([self.client_tool(), opt, "--binary-mode", name], tool_env(), f"{self.label}: load into {name}",
                  chunks)
+
+
+def _like(text: str, pattern: str) -> bool:
+    """SQL LIKE with backslash escapes: how a schema-level grant's name matches a database."""
+    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch[-1])
+                    for ch in re.findall(r"\\.|.", pattern, re.S))
+    return re.fullmatch(regex, text, re.S) is not None
+
+
+def _routine_privilege(version: str, glob: set[str], on_mysql: set[str], on_proc: set[str]) -> \
+        tuple[str, str] | None:
+    """(privilege, GRANT with {account}) that lets the dump read routine bodies, when the account lacks it."""
+    numbers = [int(n) for n in re.findall(r"\d+", version.split("-")[0])[:3]] + [0, 0, 0]
+    if "mariadb" in version.lower():
+        if numbers[:2] >= [11, 3]:
+            if "SHOW CREATE ROUTINE" in glob or "SELECT" in on_mysql | on_proc:
+                return None
+            return "SHOW CREATE ROUTINE", "GRANT SHOW CREATE ROUTINE ON *.* TO {account};"
+        if "SELECT" in on_mysql | on_proc:
+            return None
+        return "SELECT on mysql.proc", "GRANT SELECT ON mysql.proc TO {account};"
+    if numbers[:3] >= [8, 0, 20]:
+        if "SHOW_ROUTINE" in glob or "SELECT" in glob:
+            return None
+        return "SHOW_ROUTINE", "GRANT SHOW_ROUTINE ON *.* TO {account};"
+    return None if "SELECT" in on_mysql | on_proc else \
+        ("SELECT on mysql.proc", "GRANT SELECT ON mysql.proc TO {account};")
 
 
 class _ServerCount(threading.Thread):
@@ -194,8 +264,8 @@ class _ServerCount(threading.Thread):
 class MysqlSource(DatabaseSource):
     kind, extension = "mysql", "sql"
 
-    def client(self) -> Mysql:
-        return Mysql(self.settings(), self.tmp_dir, self.label)
+    def client(self, cfg: MysqlConfig | None = None) -> Mysql:
+        return Mysql(cfg or self.settings(), self.tmp_dir, self.label)
 
     def find_tools(self) -> None:
         Mysql.dump_tool()
@@ -225,3 +295,21 @@ class MysqlSource(DatabaseSource):
         version = rows[0][0] if rows and rows[0] else "unknown version"
         yield Check(OK, "database", f"source {self.name}: connects as {self.cfg.user or 'the default user'} "
                                     f"(server {version})")
+        yield from self._privileges(version)
+
+    def _privileges(self, version: str) -> Iterator[Check]:
+        """Every privilege the dump needs with vigil's own flags, each missing one named with its GRANT."""
+        client = self.client()
+        try:
+            account = client.account()
+            found = [(db, client.missing_privileges(db, account, version)) for db in client.databases()]
+        except VigilError as exc:
+            yield Check(PROBLEM, "privileges", f"source {self.name}: cannot read the account's privileges: {exc}",
+                        "see docs/install.md for the GRANTs a dump needs")
+            return
+        for _db, missing in found:
+            for what, grant in missing:
+                yield Check(PROBLEM, "privileges", f"source {self.name}: {account} lacks {what}", grant)
+        if not any(missing for _, missing in found):
+            yield Check(OK, "privileges", f"source {self.name}: {account} has every privilege the dump needs "
+                        f"({', '.join(DUMP_PRIVILEGES)}, and to read routines)")

@@ -201,6 +201,42 @@ class Postgres:
             session.query("COMMIT")
         return counts
 
+    # --- privileges ---------------------------------------------------------------
+
+    # What pg_dump reads and the connected role may not: schemas (USAGE), tables and sequences
+    # (SELECT), large objects (SELECT). A superuser, or lo_compat_privileges, reads everything.
+    MISSING_SQL = (
+        "SELECT 'schema', n.nspname, '' FROM pg_namespace n WHERE n.nspname NOT IN ('information_schema')"
+        " AND n.nspname NOT LIKE 'pg\\_%' AND NOT has_schema_privilege(n.oid, 'USAGE')"
+        " UNION ALL SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, n.nspname, c.relname"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname NOT IN ('information_schema')"
+        " AND n.nspname NOT LIKE 'pg\\_%' AND NOT has_table_privilege(c.oid, 'SELECT')"
+        " UNION ALL SELECT 'large object', m.oid::text, '' FROM pg_largeobject_metadata m"
+        " WHERE current_setting('lo_compat_privileges') = 'off' AND NOT pg_has_role(m.lomowner, 'USAGE')"
+        " AND NOT EXISTS (SELECT 1 FROM aclexplode(m.lomacl) a WHERE a.privilege_type = 'SELECT'"
+        " AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE')))"
+        " ORDER BY 1, 2, 3")
+
+    def missing_privileges(self, database: str) -> tuple[str, list[tuple[str, str]]]:
+        """The connected role, and (what, GRANT that gives it) for each thing in `database` pg_dump cannot read."""
+        [[role, superuser]] = self.psql("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user",
+                                        database)
+        if superuser == "t":
+            return role, []
+        who = quote_ident(role)
+        missing: list[tuple[str, str]] = []
+        for kind, schema, name in self.psql(self.MISSING_SQL, database):
+            if kind == "schema":
+                missing.append((f"USAGE on schema {schema}", f"GRANT USAGE ON SCHEMA {quote_ident(schema)} TO {who};"))
+            elif kind == "large object":
+                missing.append((f"SELECT on large object {schema}", f"GRANT SELECT ON LARGE OBJECT {schema} TO {who};"))
+            else:
+                what = "TABLES" if kind == "table" else "SEQUENCES"
+                missing.append((f"SELECT on {kind} {schema}.{name}",
+                                f"GRANT SELECT ON ALL {what} IN SCHEMA {quote_ident(schema)} TO {who};"))
+        return role, missing
+
     # --- restore side -------------------------------------------------------------
 
     def create_database(self, name: str, force: bool) -> bool:
@@ -275,8 +311,8 @@ class _Session:
 class PostgresSource(DatabaseSource):
     kind, extension = "postgres", "pgdump"
 
-    def client(self) -> Postgres:
-        return Postgres(self.settings(), self.tmp_dir, self.label)
+    def client(self, cfg: PostgresConfig | None = None) -> Postgres:
+        return Postgres(cfg or self.settings(), self.tmp_dir, self.label)
 
     def find_tools(self) -> None:
         find_tool("pg_dump")
@@ -300,9 +336,30 @@ class PostgresSource(DatabaseSource):
                 engine.check()  # connects: pg_dump must be able to dump this server's version
                 yield Check(OK, "tools", f"source {self.name}: {find_tool('pg_dump', engine.server_major)} "
                                          f"can dump PostgreSQL {engine.server_major}")
+                yield from self._privileges(engine)
             except VigilError as exc:
                 find_tool("pg_dump")
                 yield Check(PROBLEM, "database", f"source {self.name}: cannot connect: {exc}",
                             "check host, port, user and password")
         except VigilError as exc:
             yield Check(PROBLEM, "tools", f"source {self.name}: {exc}", "install the client tools")
+
+    def _privileges(self, engine: Postgres) -> Iterator[Check]:
+        """Everything pg_dump must read, each thing the role may not named with its GRANT."""
+        try:
+            found = [(db, *engine.missing_privileges(db)) for db in engine.databases()]
+        except VigilError as exc:
+            yield Check(PROBLEM, "privileges", f"source {self.name}: cannot read the role's privileges: {exc}",
+                        "see docs/install.md for the GRANTs a dump needs")
+            return
+        for db, role, missing in found:
+            for what, grant in missing[:20]:
+                yield Check(PROBLEM, "privileges", f"source {self.name}: role {role} lacks {what} in database {db}",
+                            f"{grant} (in database {db}; or GRANT pg_read_all_data TO {quote_ident(role)}; "
+                            "on PostgreSQL 14+)")
+            if len(missing) > 20:
+                yield Check(PROBLEM, "privileges", f"source {self.name}: and {len(missing) - 20} more in {db}",
+                            f"GRANT pg_read_all_data TO {quote_ident(role)}; (PostgreSQL 14+)")
+        if not any(missing for _, _, missing in found):
+            yield Check(OK, "privileges", f"source {self.name}: role {found[0][1] if found else '?'} can read "
+                        "every schema, table, sequence and large object the dump needs")

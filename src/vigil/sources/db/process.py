@@ -25,8 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+import msgspec
+
 from vigil.children import child_env
-from vigil.errors import BackupError, ConfigError, Damaged, TransientError
+from vigil.errors import BackupError, ConfigError, Damaged, PermissionDenied, TransientError
 from vigil.pipeline.reading import ArtifactReader
 from vigil.retry import with_retry
 from vigil.sources.base import ArtifactOutput, Restored, RestoreTarget, Source, check_row_counts
@@ -74,13 +76,23 @@ def secret_file(tmp_dir: Path, content: str, prefix: str) -> Iterator[Path]:
             pass
 
 
+# Server messages that mean "this account may not": PostgreSQL, and MariaDB/MySQL's access errors
+# (1044 database, 1045 login, 1142 table, 1227 global privilege, 1370 routine).
+DENIED = re.compile(
+    r"permission denied|must be owner|must be superuser|must be a member|password authentication failed"
+    r"|access denied|command denied|insufficient privileges"
+    r"|ERROR 1044|ERROR 1045|ERROR 1142|ERROR 1227|ERROR 1370|\(1044\)|\(1142\)",
+    re.IGNORECASE,
+)
+
+
 def classify(what: str, stderr: str, code: int | None = None) -> BackupError:
     """A child's failure as an error: transient (retried) or permanent."""
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     detail = "; ".join(lines[-3:]) if lines else (f"exit status {code}" if code is not None else "failed")
     if code is not None and code < 0:
         detail = f"killed by signal {-code}" + (f": {detail}" if lines else "")
-    cls = TransientError if TRANSIENT.search(stderr) else BackupError
+    cls = TransientError if TRANSIENT.search(stderr) else PermissionDenied if DENIED.search(stderr) else BackupError
     return cls(f"{what}: {detail}")
 
 
@@ -213,8 +225,9 @@ class DatabaseSource(Source):
     extension: ClassVar[str]  # pgdump | sql
 
     @abstractmethod
-    def client(self) -> Any:
-        """The client (Postgres or Mysql) for this source's server, built from its settings."""
+    def client(self, cfg: Any = None) -> Any:
+        """The client (Postgres or Mysql) for this source's server, built from its settings
+        (or from `cfg`, the same settings with another account)."""
 
     def engine(self) -> Any:
         """The client. It reads the password now: one that cannot be read is a
@@ -223,6 +236,36 @@ class DatabaseSource(Source):
             return self.client()
         except ConfigError as exc:
             raise ConfigError(f"{self.ctx.job.config_path}: {exc}") from None
+
+    def restore_engine(self) -> Any:
+        """The client that creates, loads and drops databases: the job's [restore] connection
+        (or --db-* flags) over the source's own settings, which the app's account may lack rights for."""
+        admin = self.ctx.job.restore
+        if admin is None:
+            return self.engine()
+        cfg = self.settings()
+        changes: dict[str, Any] = {k: getattr(admin, k) for k in ("host", "port", "user")
+                                   if getattr(admin, k) is not None}
+        if hasattr(cfg, "socket"):
+            if admin.socket is not None:
+                changes.update(socket=admin.socket, port=None)
+            elif admin.port is not None or admin.host is not None:
+                changes["socket"] = None
+        if admin.user is not None or admin.password_env or admin.password_file:
+            # Another account: never the app's password for it.
+            changes.update(password=None, password_env=admin.password_env, password_file=admin.password_file)
+        try:
+            return self.client(msgspec.structs.replace(cfg, **changes))
+        except ConfigError as exc:
+            raise ConfigError(f"{self.ctx.job.config_path}: restore connection: {exc}") from None
+
+    def denied(self, exc: PermissionDenied, doing: str) -> PermissionDenied:
+        """A refusal said as what it is: the account's rights, not the backup."""
+        hint = ("give restore an account that may create databases: --db-user/--db-password-env "
+                "(or a [restore] table in the job)") if self.ctx.job.restore is None else \
+            "check the grants of the [restore] connection (or the --db-* flags)"
+        return PermissionDenied(f"{doing}: permission denied by the database server, not a fault of the backup: "
+                                f"{exc}; {hint}")
 
     @abstractmethod
     def find_tools(self) -> None:
@@ -261,14 +304,20 @@ class DatabaseSource(Source):
             raise self.fail(str(exc).removeprefix(f"{self.label}: ")) from None
 
     def restore_test(self, reader: ArtifactReader) -> bool:
-        engine = self.engine()
+        try:
+            return self._restore_test(reader)
+        except PermissionDenied as exc:
+            raise self.denied(exc, f"{reader.where}: restore test could not run") from None
+
+    def _restore_test(self, reader: ArtifactReader) -> bool:
+        engine = self.restore_engine()
         scratch = f"vigil_restoretest_{secrets.token_hex(4)}"
         self.ctx.log.info("restore test of %s into scratch database %s", reader.where, scratch)
         try:
             engine.create_database(scratch, force=False)
             try:
                 engine.load(scratch, reader.plain(), scratch=True)
-            except Damaged:
+            except (Damaged, PermissionDenied):
                 raise
             except BackupError as exc:  # the report names the backup and artifact that did not load
                 raise BackupError(f"{reader.where}: restore test failed: {exc}") from None
@@ -289,10 +338,13 @@ class DatabaseSource(Source):
         if dumps > 1:
             raise ConfigError(f"source {self.name} holds {dumps} databases: restore one at a time with "
                               f"--to-file, or name the artifact's database")
-        return self._restore_database(main, target.database, target.force)
+        try:
+            return self._restore_database(main, target.database, target.force)
+        except PermissionDenied as exc:
+            raise self.denied(exc, f"restore into database {target.database}") from None
 
     def _restore_database(self, reader: ArtifactReader, name: str, force: bool) -> Restored:
-        engine = self.engine()
+        engine = self.restore_engine()
         existed = engine.create_database(name, force)
         counting = _Counting(reader.plain())
         try:

@@ -152,6 +152,14 @@ def tree_listing(root: Path) -> dict[str, tuple]:
     return out
 
 
+def tree_without_db(root: Path) -> dict[str, tuple]:
+    """`tree_listing` of an app tree whose sqlite database is the job's own source
+    (`files_and_sqlite`): a files source leaves that file out, it is stored once."""
+    listing = tree_listing(root)
+    del listing["database/database.sqlite"]
+    return listing
+
+
 def age_keygen(path: Path) -> str:
     """A new age identity in `path` (Debian's age-keygen); returns its public key."""
     subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)

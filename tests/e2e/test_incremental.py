@@ -88,6 +88,7 @@ def test_a_chain_stores_changes_and_restores_every_state_exactly(tmp_path, make_
 
     verify = vigil("verify", "latest", "--deep", config=job, check=0)
     assert all(r["id"] in verify.stdout for r in rows)  # the chain's artifacts are checked too
+    assert f"{rows[-1]['id']} (incremental on {rows[-2]['id']})" in vigil("report", config=job, check=0).stdout
 
 
 def test_run_full_and_a_health_that_is_not_fooled_by_small_incrementals(tmp_path, make_job, app_tree):

@@ -41,9 +41,8 @@ class JobReport:
 
 
 def kind(m: Manifest) -> str:
-    """`full` or `incremental`; a manifest that does not say is a full backup."""
-    value = getattr(m, "kind", None)
-    return value if isinstance(value, str) and value else "full"
+    """`full`, or `incremental on BASE` (SPEC §11)."""
+    return f"incremental on {m.base}" if m.kind == "incremental" else "full"
 
 
 def held(job: Job) -> list[Held]:

@@ -107,3 +107,48 @@ def test_pruning_a_pruned_set_deletes_nothing(minutes, policy) -> None:
     first = decide(to_backups(minutes), policy)
     survivors = [d.backup for d in first if d.keep]
     assert all(d.keep for d in decide(survivors, policy))
+
+
+def three_hourly_month_with_weekly_fulls(end: datetime) -> list[Backup]:
+    """A month of backups every 3 hours, each incremental on the one before, a full every 7 days."""
+    times = [end - timedelta(hours=3 * i) for i in range(30 * 8)][::-1]  # oldest first
+    out: list[Backup] = []
+    chain: list[str] = []
+    for i, t in enumerate(times):
+        backup_id = f"b{i:04d}"
+        if i % (7 * 8) == 0:
+            chain = []
+        out.append(Backup(backup_id, t, tuple(chain)))
+        chain = [*chain, backup_id]
+    return out
+
+
+def test_a_month_of_incrementals_keeps_what_kept_backups_need_and_nothing_else() -> None:
+    now = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
+    backups = three_hourly_month_with_weekly_fulls(now)
+    policy = Retention(keep_last=8, keep_daily=7, keep_weekly=4)
+    decisions = decide(backups, policy)
+    keep = {d.backup.id for d in decisions if d.keep}
+    by_rules = {d.backup.id for d in decide([Backup(b.id, b.time) for b in backups], policy) if d.keep}
+    needed = {c for b in backups if b.id in by_rules for c in b.chain}
+    assert keep == by_rules | needed  # what a rule keeps, and every base it needs; nothing else
+    assert all(set(b.chain) <= keep for b in backups if b.id in keep)
+    assert len(keep) < len(backups)  # the rest goes
+    reasons = {d.backup.id: d.reasons for d in decisions}
+    only_base = sorted(needed - by_rules)
+    assert only_base and all(r[0].startswith("base of ") for r in (reasons[i] for i in only_base))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=60), st.integers(1, 5), st.integers(0, 4))
+def test_no_kept_backup_ever_loses_its_chain(fulls, last, daily) -> None:
+    now = datetime(2026, 1, 31, tzinfo=UTC)
+    backups, chain = [], []
+    for i, full in enumerate(fulls):
+        if full or not chain:
+            chain = []
+        backups.append(Backup(f"b{i:03d}", now - timedelta(hours=7 * (len(fulls) - i)), tuple(chain)))
+        chain = [*chain, f"b{i:03d}"]
+    decisions = decide(backups, Retention(keep_last=last, keep_daily=daily or None))
+    keep = {d.backup.id for d in decisions if d.keep}
+    assert all(set(b.chain) <= keep for b in backups if b.id in keep)

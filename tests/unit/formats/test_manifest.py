@@ -68,6 +68,17 @@ def test_a_good_manifest_loads_and_keeps_unknown_keys() -> None:
     (doc(artifacts=[artifact(sha256="ab")]), "is not 64 hex digits"),
     (doc(artifacts=[artifact(tables={"t": "many"})]), "row counts must be integers"),
     (doc(warnings=[1]), "warnings: not a list of strings"),
+    (doc(kind="diff"), "neither full nor incremental"),
+    (doc(kind="full", base="20260101T000000Z-000001"), "a full backup has no base or chain"),
+    (doc(kind="incremental", chain=[]), "needs a list of backup ids"),
+    (doc(kind="incremental", chain=["../x"], base="../x"), "needs a list of backup ids"),
+    (doc(kind="incremental", chain=["20260101T000000Z-000001"], base="20260101T000000Z-000002"),
+     "is not the last id of the chain"),
+    (doc(kind="incremental", chain=["20270101T000000Z-000001"], base="20270101T000000Z-000001"),
+     "must be older than the backup"),
+    (doc(kind="incremental", chain=["20260101T000000Z-000002", "20250101T000000Z-000001"],
+         base="20250101T000000Z-000001"), "oldest first"),
+    (doc(kind="incremental", chain=[ID], base=ID), "each once"),
     ([], "manifest: not a JSON object"),
 ])
 def test_a_manifest_that_does_not_check_out_is_damaged(d: Any, says: str) -> None:
@@ -124,3 +135,21 @@ def test_manifest_round_trip_and_rejects_junk() -> None:
     for junk in (b"{", b"[]", b'{"format": 2}', b'{"format": 1}'):
         with pytest.raises(ManifestError):
             Manifest.loads(junk)
+
+
+def test_an_incremental_manifest_round_trips_and_an_old_one_is_full() -> None:
+    chain = ["20260101T000000Z-000001", "20260102T030405Z-000002"]  # the same second as ID: still older
+    m = loads(doc(kind="incremental", base=chain[-1], chain=chain))
+    assert (m.kind, m.base, m.chain) == ("incremental", chain[-1], chain)
+    again = Manifest.loads(m.dumps(), expect_id=ID, expect_job="app")
+    assert (again.kind, again.base, again.chain) == ("incremental", chain[-1], chain)
+    old = loads(doc())
+    assert (old.kind, old.base, old.chain) == ("full", None, [])
+
+
+def test_state_size_counts_the_tree_not_what_an_incremental_stored() -> None:
+    m = loads(doc(artifacts=[artifact(size=10, bytes=20, state_bytes=5000),
+                             artifact(name="db-db.sqlite.zst", type="sqlite", size=300),
+                             artifact(name="index-app.jsonl.zst", type="index", size=99)]))
+    assert m.state_size == 5000 + 300
+    assert loads(doc()).state_size == 20  # older manifests: the archive's content bytes

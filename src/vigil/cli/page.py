@@ -103,6 +103,13 @@ def _axis_size(v: float) -> str:
     return f"{float(number):.0f} {unit}" if "." in number and float(number) >= 10 else text
 
 
+def _axis_duration(v: float) -> str:
+    """A duration for an axis label, fine enough for the sub-second runs of a small job."""
+    if v < 1:
+        return f"{v * 1000:.0f}ms"
+    return f"{v:.1f}s" if v < 10 else format_duration(v)
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge {esc(status)}">{esc(status)}</span>'
 
@@ -148,7 +155,7 @@ def _job_section(rep: JobReport) -> str:
     durations = [Point(r.started_at, (r.finished_at - r.started_at) if r.finished_at else None, str(r.outcome),
                        _run_title(r)) for r in rep.runs]
     size_plot = time_plot(sizes, label=f"{rep.job}: backup size over time", fmt=_axis_size, css="size")
-    duration_plot = time_plot(durations, label=f"{rep.job}: run duration over time", fmt=format_duration,
+    duration_plot = time_plot(durations, label=f"{rep.job}: run duration over time", fmt=_axis_duration,
                               line=False, css="duration")
     plots = (f'<div class="plots"><figure><figcaption>Backup size</figcaption>{size_plot}</figure>'
              f'<figure><figcaption>Run duration</figcaption>{duration_plot}</figure></div>')

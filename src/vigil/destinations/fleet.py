@@ -190,8 +190,14 @@ def _status(store: Store, job: JobFolder) -> None:
 
 
 def _newest(store: Store, job: JobFolder, ids: list[str]) -> None:
-    """The newest backup with a manifest that checks out; a newer damaged one is noted."""
-    for backup_id in sorted(ids, reverse=True)[:MANIFEST_TRIES]:  # an id starts with its UTC start time
+    """The newest backup with a manifest that checks out; a newer damaged one is noted. The one
+    the status object names comes first: of two ids of one second, only it knows which is newer."""
+    named = (job.status or {}).get("newest_backup_id")
+    order = sorted(ids, reverse=True)  # an id starts with its UTC start time
+    if named in ids and order[0][:16] == named[:16]:
+        order.remove(named)
+        order.insert(0, named)
+    for backup_id in order[:MANIFEST_TRIES]:
         data = store.get(_join(job.path, f"{backup_id}/{MANIFEST}"), MAX_MANIFEST)
         if data is None:
             continue  # not committed (yet)

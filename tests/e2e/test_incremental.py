@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import zstandard
-from helpers import age_keygen, flip_byte, tree_listing, vigil, vigil_json
+from helpers import VIGIL, age_keygen, flip_byte, tree_listing, vigil, vigil_json
 from test_s3 import s3_dest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -254,3 +254,113 @@ def test_the_by_hand_procedure_of_the_docs_restores_what_vigil_restores(tmp_path
     subprocess.run(["sh", "-c", _by_hand_script()], env=env, check=True, timeout=120)
     assert tree_listing(by_hand) == tree_listing(by_vigil) == tree_listing(app_tree)
     assert not (by_hand / "public" / "upload-0.txt").exists()
+
+
+def test_a_database_restored_from_an_incremental_backup_is_that_backups_dump(tmp_path, make_job, app_tree):
+    db = tmp_path / "shop.sqlite"
+    subprocess.run(["sqlite3", str(db), "CREATE TABLE t (day); INSERT INTO t VALUES ('day 0')"], check=True)
+    job = make_job(files_job(app_tree, tmp_path / "backups")
+                   + f'[[source]]\ntype = "sqlite"\nname = "db"\npath = "{db}"\n')
+    vigil("run", config=job, check=0)
+    subprocess.run(["sqlite3", str(db), "INSERT INTO t VALUES ('day 1')"], check=True)
+    mutate_a_day(app_tree, 1)
+    vigil("run", config=job, check=0)
+    assert backups(job)[-1]["kind"] == "incremental"
+    out = tmp_path / "restored.sqlite"
+    vigil("restore", "app", "latest", "--source", "db", "--to-file", str(out), config=job, check=0)
+    rows = subprocess.run(["sqlite3", str(out), "SELECT day FROM t ORDER BY day"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert rows == ["day", "0", "day", "1"]
+
+
+def _open_files(pid: int) -> list[str]:
+    out = []
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            out.append(os.readlink(fd))
+        except OSError:
+            continue
+    return out
+
+
+def test_a_volatile_file_that_changed_while_read_is_read_again_next_time(tmp_path, make_job):
+    src = tmp_path / "src"
+    (src / "logs").mkdir(parents=True)
+    log = src / "logs" / "app.log"
+    with open(log, "wb") as fh:
+        fh.write(b"AAAA")
+        fh.truncate(256 << 20)  # long enough to be written to while it is read
+    job = make_job(files_job(src, tmp_path / "backups").replace('path = "' + str(src) + '"\n',
+                                                             'path = "' + str(src) + '"\nvolatile = ["logs/"]\n', 1))
+    proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not any(p.endswith("logs/app.log") for p in _open_files(proc.pid)):
+            assert time.time() < deadline and proc.poll() is None, "the run never opened the log"
+            time.sleep(0.005)
+        with open(log, "r+b") as fh:  # same size: only the times tell
+            fh.write(b"BBBB")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    vigil("run", config=job, check=0)  # the log is stable now
+    assert backups(job)[-1]["kind"] == "incremental"
+    target = tmp_path / "restored"
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), "--include", "logs/", config=job,
+          check=0)
+    with open(target / "logs" / "app.log", "rb") as fh:
+        assert fh.read(4) == b"BBBB"
+
+
+def test_prune_keeps_what_a_backup_with_a_broken_chain_still_holds(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job(app_tree, dest, "[retention]\nkeep_last = 1\n"))
+    for day in range(3):
+        mutate_a_day(app_tree, day + 1)
+        vigil("run", config=job, check=0)
+    full, middle, newest = (r["id"] for r in backups(job))
+    (dest / "app" / middle / "manifest.json").write_text("{")  # damaged: the newest's chain is broken
+    vigil("run", "--full", config=job, check=0)
+    proc = vigil("prune", "--dry-run", config=job, check=0)
+    assert f"base of {newest} (damaged)" in proc.stdout
+    vigil("prune", config=job, check=0)
+    assert (dest / "app" / full / "manifest.json").exists()  # the newest still needs it once its base is mended
+
+
+def test_neither_a_stray_folder_nor_a_clock_that_went_back_breaks_a_run(tmp_path, make_job, app_tree):
+    dest = tmp_path / "backups"
+    job = make_job(files_job(app_tree, dest))
+    vigil("run", config=job, check=0)
+    [row] = backups(job)
+    # A backup made while the clock was an hour ahead.
+    future = "20991231T235959Z-" + row["id"][-6:]
+    doc = manifest(dest, row["id"])
+    doc.update(id=future, started_at="2099-12-31T23:59:59.000Z")
+    (dest / "app" / row["id"]).rename(dest / "app" / future)
+    (dest / "app" / future / "manifest.json").write_text(json.dumps(doc))
+    (dest / "app" / "20241399T999999Z-abcdef").mkdir()  # the shape of an id, but no date
+    (dest / "app" / "20241399T999999Z-abcdef" / "manifest.json").write_text("{}")
+    proc = vigil("run", config=job, check=0)
+    assert f"full backup: base {future} is newer than this run" in proc.stderr
+    assert vigil("verify", "latest", config=job).returncode == 0 or "Traceback" not in proc.stderr
+    target = tmp_path / "restored"
+    newest = [r for r in vigil_json("list", config=job) if r["status"] == "complete" and r["id"] != future][0]
+    vigil("restore", "app", newest["id"], "--source", "app", "--to", str(target), config=job, check=0)
+    assert tree_listing(target) == tree_listing(app_tree)
+
+
+def test_an_index_cache_that_cannot_be_written_costs_no_backup(tmp_path, make_job, app_tree):
+    job = make_job(files_job(app_tree, tmp_path / "backups"))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "index-cache").write_text("not a directory")
+    proc = vigil("run", config=job, check=0)
+    assert "no local index cache" in proc.stderr
+    mutate_a_day(app_tree, 1)
+    proc = vigil("run", config=job, check=0)  # nowhere to keep the base's index: a full backup, said why
+    assert "full backup: the base's index cannot be kept locally: cannot write" in proc.stderr
+    target = tmp_path / "restored"
+    vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
+    assert tree_listing(target) == tree_listing(app_tree)

@@ -31,7 +31,7 @@ from vigil.children import protect_secrets
 from vigil.config.schema import Job, LocalDestination
 from vigil.destinations.base import BackupWriter, Destination, make_destination, space_needed
 from vigil.errors import BackupError, ConfigError, Interrupted, VigilError
-from vigil.formats.manifest import Manifest, new_backup_id
+from vigil.formats.manifest import Manifest, ManifestError, new_backup_id
 from vigil.pipeline import crypto
 from vigil.pipeline.backupset import BackupSet
 from vigil.pipeline.progress import NO_PROGRESS, Meter
@@ -321,10 +321,10 @@ class Run:
                 unusable[cfg.name] = exc
         if not destinations:
             raise next(iter(unusable.values()))
-        self._base = choose(job, destinations, [s.describe() for s in sources], full=self.full, now=utcnow(),
-                            log=self.log)
+        self._base = choose(job, destinations, [s.describe() for s in sources], full=self.full,
+                            backup_id=self.run_id, log=self.log)
         if self._base is not None:
-            ctx.base_indexes = self._base.indexes
+            ctx.base_indexes, ctx.base_chain = self._base.indexes, frozenset(self._base.chain)
 
         try:
             self._enter("hook:before")
@@ -439,6 +439,11 @@ class Run:
             kind="incremental" if base else "full", base=base.manifest.id if base else None,
             chain=base.chain if base else [],
         ) for enc, arts in backup_set.artifacts.items()}
+        for m in manifests.values():
+            try:  # what every reader will check, checked before it commits anything
+                Manifest.loads(m.dumps(), expect_id=m.id, expect_job=m.job)
+            except ManifestError as exc:
+                raise BackupError(f"the manifest of backup {m.id} would not check out: {exc}", "commit") from None
         backup_set.commit(manifests, self._committed)
         if self.committed_on:
             try:  # the next run's base: this backup's indexes, kept locally

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from vigil.formats.manifest import Manifest
 from vigil.pipeline.reading import ArtifactReader
 from vigil.state import index_cache
 from vigil.state.journal import Journal
-from vigil.timeutil import format_duration
+from vigil.timeutil import format_duration, utcnow
 
 
 @dataclass
@@ -49,14 +48,14 @@ def files_sources(sources: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def choose(job: Job, dests: list[Destination], described: list[dict[str, Any]], *, full: bool,
-           now: datetime, log: logging.Logger) -> Base | None:
-    """The base for this run's backup, or None for a full one. `described` is what the
+           backup_id: str, log: logging.Logger) -> Base | None:
+    """The base for the backup `backup_id`, or None for a full one. `described` is what the
     new manifest will say of the job's sources."""
     wanted = files_sources(described)
     if not wanted:
         return None  # nothing incremental about databases
     try:
-        base = _choose(job, dests, wanted, full, now)
+        base = _choose(job, dests, wanted, full, backup_id)
     except NoBase as why:
         log.info("full backup: %s", why)
         return None
@@ -69,7 +68,7 @@ def choose(job: Job, dests: list[Destination], described: list[dict[str, Any]], 
 
 
 def _choose(job: Job, dests: list[Destination], wanted: list[tuple[str, str]], full: bool,
-            now: datetime) -> Base:
+            backup_id: str) -> Base:
     if full:
         raise NoBase("--full given")
     if not job.files.incremental:
@@ -84,13 +83,15 @@ def _choose(job: Job, dests: list[Destination], wanted: list[tuple[str, str]], f
             raise NoBase(f"base {newest} is damaged on {name} ({bad.reason})")
         if not any(m.id == newest for m in scan.complete):
             raise NoBase(f"base {newest} missing on {name}")
+    if newest[:16] > backup_id[:16]:
+        raise NoBase(f"base {newest} is newer than this run ({backup_id}): the clock went back")
     copies = {name: next(m for m in scan.complete if m.id == newest) for name, scan in scans.items()}
     manifest = next(iter(copies.values()))
     if files_sources(manifest.sources) != wanted:
         raise NoBase(f"the files sources changed since base {newest}")
     first = manifest.chain[0] if manifest.chain else manifest.id
     full_at = next(m.started for m in next(iter(scans.values())).complete if m.id == first)
-    if now - full_at >= job.files.full_every:
+    if utcnow() - full_at >= job.files.full_every:
         raise NoBase(f"its full backup {first} is older than files.full_every "
                      f"({format_duration(job.files.full_every.total_seconds())})")
     _check_verified(job, {*manifest.chain, newest}, set(scans))
@@ -141,8 +142,7 @@ def _fetch(job: Job, reader: ArtifactReader, source: str, sha: str) -> Path:
     bytes, then content)."""
     path = index_cache.store_path(job.state_dir, job.name, reader.manifest.id, source)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    out = index_cache.CacheWriter(tmp)
+    out = index_cache.CacheWriter(tmp)  # replaces what a killed run left
     try:
         for chunk in reader.plain():
             out.write(chunk)
@@ -150,6 +150,8 @@ def _fetch(job: Job, reader: ArtifactReader, source: str, sha: str) -> Path:
     except BaseException:
         out.abort()
         raise
+    if out.error:
+        raise NoBase(f"the base's index cannot be kept locally: {out.error}")
     if got != sha:
         tmp.unlink()
         raise NoBase(f"{reader.where}: its content is not the index the manifest records")

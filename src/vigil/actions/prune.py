@@ -38,6 +38,11 @@ def prune_destination(job: Job, dest: Destination, dry_run: bool, log: logging.L
     for bad in scan.damaged:
         log.warning("prune %s: backup %s is damaged, left in place: %s", dest.name, bad.backup_id, bad.reason)
     decisions = decide([Backup(m.id, m.started, tuple(m.chain)) for m in scan.complete], job.retention)
+    for d in decisions:  # what a backup with a broken chain still holds of its chain stays, as it does
+        needed_by = next((bad.backup_id for bad in scan.damaged if d.backup.id in bad.chain), None)
+        if needed_by is not None and not d.keep:
+            d.keep = True
+            d.reasons.append(f"base of {needed_by} (damaged)")
     deleted, partials = [], []
     # Newest first: an incremental goes before its base, so a prune cut short never
     # leaves a backup without its chain.

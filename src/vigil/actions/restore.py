@@ -125,8 +125,10 @@ def _restore_copy(job: Job, dest: Destination, manifest: Manifest, source: str, 
         raise ConfigError(f"backup {manifest.id} holds nothing of source {source!r}")
     start = time.monotonic()
     decrypt = decryptor(job)
-    readers = [ArtifactReader(dest, m, a, decrypt, meter)
-               for m in with_chain(dest, manifest) for a in m.artifacts if a.source == source]
+    # An incremental backup's files come from its chain too; every other artifact is its own.
+    chain = with_chain(dest, manifest) if any(a.type == "files" for a in arts) else [manifest]
+    readers = [ArtifactReader(dest, m, a, decrypt, meter) for m in chain for a in m.artifacts
+               if a.source == source and (m is manifest or a.type in ("files", "index"))]
     ctx = SourceContext(job=job, log=log, tmp_dir=job.state_dir / "tmp")
     done = source_for(source, arts[0].type, ctx).restore_to(readers, target)
     return Summary(source, manifest.id, dest.name, where, entries=done.entries, bytes=done.bytes,

@@ -26,6 +26,9 @@ class DamagedBackup:
 
     backup_id: str  # its directory's name, a well-formed backup id
     reason: str
+    # An incremental whose own manifest checks out but whose chain is broken: the backups it
+    # still needs (for a repair, or a restore by hand), which prune must not delete.
+    chain: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,7 +103,7 @@ def check_chains(scan: Scan) -> Scan:
         link = next((c for c in m.chain if c not in complete or c in broken), None)
         if link is not None:
             why = "damaged" if link in broken else "missing"
-            damaged.append(DamagedBackup(m.id, f"chain broken: base {link} is {why}"))
+            damaged.append(DamagedBackup(m.id, f"chain broken: base {link} is {why}", tuple(m.chain)))
             broken.add(m.id)
     if not broken.intersection(complete):
         return scan

@@ -59,7 +59,7 @@ def line_parts(path: str, kind: str, size: int, mode: int, mtime: int, changed: 
     if ident is not None:
         tail += f', "mtime_ns": {ident[0]}, "ctime_ns": {ident[1]}, "ino": {ident[2]}'
     if in_:
-        tail += f', "in": "{in_}"'
+        tail += f', "in": {json_str(in_)}'
     return head, tail + "}\n"
 
 

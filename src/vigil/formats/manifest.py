@@ -25,8 +25,12 @@ def is_backup_id(text: str) -> bool:
 
 
 def id_time(backup_id: str) -> float:
-    """The UTC second a backup id starts with, as a timestamp."""
-    return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    """The UTC second a backup id starts with, as a timestamp; 0 for one that is no date
+    (`20241399T999999Z-…` has the shape of an id): older than every real backup."""
+    try:
+        return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
 
 
 

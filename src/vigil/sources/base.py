@@ -46,6 +46,7 @@ class SourceContext:
     backup_id: str = ""  # the backup being written
     # files source name -> the base's index (a checked cache file): an incremental backup
     base_indexes: dict[str, Path] = field(default_factory=dict)
+    base_chain: frozenset[str] = frozenset()  # the base and its chain: what an index's `in` may name
 
 
 @dataclass

@@ -108,6 +108,9 @@ class FilesSource(Source):
                 tar.meta.update(entries=archiver.entries, bytes=archiver.bytes, state_bytes=archiver.state_bytes,
                                 unchanged=archiver.unchanged)
                 index.meta.update(entries=archiver.entries, content_sha256=cache.close())
+            if cache.error:
+                ctx.log.warning("files source %s: no local index cache (%s): the next backup reads its base from "
+                                "a destination or is a full one", self.name, cache.error)
         except BaseException:
             cache.abort()
             raise
@@ -149,6 +152,9 @@ class FilesSource(Source):
                 raise Damaged(f"backup {final.id}: its base {backup_id} holds no archive of source {self.name}")
             archives.append(archive)
         index = next((r for r in readers if r.manifest.id == final.id and r.art.type == "index"), None)
+        if index is None and final.chain:
+            raise Damaged(f"backup {final.id} is incremental but holds no index of source {self.name}: "
+                          f"which files its chain holds cannot be told")
         return archives, index
 
 
@@ -378,9 +384,12 @@ class _Archiver:
         self._index(rel, kind, st, 0, None, False, link)
 
     def _index(self, rel: str, kind: str, st: os.stat_result, size: int, sha: Digest,
-               changed: bool, link: str = "", in_: str = "") -> None:
+               changed: bool, link: str = "", in_: str = "", ident_of: os.stat_result | None = None) -> None:
+        """One index line. A file's identity (mtime_ns, ctime_ns, ino) is `ident_of`'s when
+        given: the stat before a read that saw the file change, which the next run never matches."""
         self.entries += 1
-        ident = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino) if kind == "file" else None
+        who = ident_of or st
+        ident = (who.st_mtime_ns, who.st_ctime_ns, who.st_ino) if kind == "file" else None
         head, tail = index_format.line_parts(rel, kind, size, st.st_mode & 0o7777, _mtime(st), changed,
                                              st.st_uid, st.st_gid, link, ident, in_)
         self._pending.append((sha, head, tail))
@@ -470,7 +479,10 @@ class _Archiver:
             self.source.warn(f"{rel}: changed while being read {tries} times; stored as last read")
         self.bytes += size
         self.state_bytes += size
-        self._index(rel, "file", after, size, sha, changed and not volatile, in_=self.backup_id)
+        # A volatile file that changed while read is stored as read, without a warning; its
+        # bytes match no stat of it, so it is indexed with the stat from before: read again next time.
+        self._index(rel, "file", after, size, sha, changed and not volatile, in_=self.backup_id,
+                    ident_of=before if changed else None)
         if st.st_nlink > 1:
             self.links[(st.st_dev, st.st_ino)] = rel
 
@@ -482,6 +494,8 @@ class _Archiver:
                                       (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)):
             return False
         assert entry is not None
+        if entry["in"] not in self.source.ctx.base_chain:
+            return False  # an index that names a backup outside the chain is not followed: stored anew
         self.unchanged += 1
         self.state_bytes += st.st_size
         self._index(rel, "file", st, st.st_size, entry["sha256"], False, in_=entry["in"])

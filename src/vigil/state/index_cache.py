@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -36,37 +36,57 @@ def _file(state_dir: Path, job: str, dirname: str, source: str) -> Path:
 
 
 class CacheWriter:
-    """Writes one index's plain lines into the cache; `close` returns their SHA-256."""
+    """Writes one index's plain lines into the cache; `close` returns their SHA-256, which
+    the manifest records. A cache that cannot be written costs the next run its local base
+    (`error` says why), never this backup: the lines are still hashed."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        self._fh = os.fdopen(os.open(path, _NEW, 0o600), "wb")
+        self.error: str | None = None
         self._zstd = zstandard.ZstdCompressor(level=3).compressobj()
         self._sha = hashlib.sha256()
+        self._fh: BinaryIO | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.unlink(missing_ok=True)
+            self._fh = os.fdopen(os.open(path, _NEW, 0o600), "wb")
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+        self.abort()
 
     def write(self, data: bytes) -> None:
         self._sha.update(data)
-        self._fh.write(self._zstd.compress(data))
+        if self._fh is not None:
+            try:
+                self._fh.write(self._zstd.compress(data))
+            except OSError as exc:
+                self._failed(exc)
 
     def close(self) -> str:
-        self._fh.write(self._zstd.flush())
-        self._fh.close()
+        if self._fh is not None:
+            try:
+                self._fh.write(self._zstd.flush())
+                self._fh.close()
+                self._fh = None
+            except OSError as exc:
+                self._failed(exc)
         return self._sha.hexdigest()
 
     def abort(self) -> None:
-        with suppress(OSError):
-            self._fh.close()
+        if self._fh is not None:
+            with suppress(OSError):
+                self._fh.close()
+            self._fh = None
         with suppress(OSError):
             self.path.unlink()
 
 
 def writer(state_dir: Path, job: str, backup_id: str, source: str) -> CacheWriter:
-    """The cache file of a backup under construction (replacing one a killed run left)."""
-    path = _file(state_dir, job, f".partial-{backup_id}", source)
-    with suppress(FileNotFoundError):
-        path.unlink()
-    return CacheWriter(path)
+    """The cache file of a backup under construction."""
+    return CacheWriter(_file(state_dir, job, f".partial-{backup_id}", source))
 
 
 def commit(state_dir: Path, job: str, backup_id: str) -> None:

@@ -28,7 +28,7 @@ def test_a_missing_or_damaged_link_breaks_every_backup_after_it() -> None:
         I1: f"chain broken: base {F} is missing", I2: f"chain broken: base {F} is missing"}
     scan = check_chains(Scan([backup(I2, [F, I1]), backup(F)], [DamagedBackup(I1, "manifest.json: not JSON")]))
     assert [m.id for m in scan.complete] == [F]
-    assert scan.damaged[-1] == DamagedBackup(I2, f"chain broken: base {I1} is damaged")
+    assert scan.damaged[-1] == DamagedBackup(I2, f"chain broken: base {I1} is damaged", (F, I1))
 
 
 def test_newest_goes_by_time_and_counts_damaged_backups() -> None:

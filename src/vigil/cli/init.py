@@ -34,7 +34,7 @@ def init(ctx: click.Context, /, app: Path, name: str | None, notify_email: str |
     from vigil.actions.init import JOBS_DIR, find_legacy_scripts, is_laravel_app, laravel_job
     from vigil.cli.doctor import print_findings
     from vigil.config.load import load_job_file
-    from vigil.config.schema import _check_address, _check_name
+    from vigil.config.schema import check_address, check_name
     from vigil.config.secrets import env_for_init
     from vigil.errors import ConfigError
 
@@ -44,9 +44,9 @@ def init(ctx: click.Context, /, app: Path, name: str | None, notify_email: str |
         raise ConfigError(f"--laravel: {why}")
     try:
         if name is not None:
-            _check_name(name)
+            check_name(name)
         if notify_email is not None:
-            _check_address("to", notify_email)
+            check_address("to", notify_email)
     except ValueError as exc:  # "KEY: what is wrong", said of the flag
         flag = "--name" if str(exc).startswith("name") else "--notify-email"
         raise ConfigError(f"{flag}: {str(exc).split(': ', 1)[1]}") from None

@@ -55,7 +55,7 @@ Text = Annotated[str, Meta(min_length=1)]
 Argv = Annotated[list[str], Meta(min_length=1)]
 
 
-def _check_name(value: str) -> None:
+def check_name(value: str) -> None:
     if not _NAME.fullmatch(value):
         raise ValueError(f"name: {value!r} is not a valid name (letters, digits, '.', '_', '-')")
 
@@ -76,7 +76,7 @@ def _check_url(key: str, url: str) -> None:
         raise ValueError(f"{key}: {url!r} has an invalid port") from None
 
 
-def _check_address(key: str, text: str) -> None:
+def check_address(key: str, text: str) -> None:
     if not _ADDRESS.fullmatch(parseaddr(text)[1] or text):
         raise ValueError(f"{key}: {text!r} is not an e-mail address")
 
@@ -103,7 +103,7 @@ class Named(Model, frozen=True):
         return self.__struct_config__.tag  # type: ignore[return-value]
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_name(self.name)
 
 
 class Secret(Named, frozen=True):
@@ -254,9 +254,9 @@ class EmailNotify(NotifyBase, tag_field="type", tag="email", kw_only=True, froze
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_address("from", self.from_)
+        check_address("from", self.from_)
         for i, address in enumerate(self.to):
-            _check_address(f"to[{i}]", address)
+            check_address(f"to[{i}]", address)
         if self.starttls and self.ssl:
             raise ValueError("starttls and ssl exclude each other (ssl is implicit TLS, port 465)")
 
@@ -467,7 +467,7 @@ class Job(Model, kw_only=True, frozen=True):
     config_path: Path | None = None
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_name(self.name)
         for key in ("before", "after", "on_failure"):
             for i, argv in enumerate(getattr(self.hooks, key)):
                 _check_argv(f"hooks.{key}[{i}]", argv)

@@ -78,6 +78,7 @@ class Vigil:
     def __init__(self, exe: str, work: Path, tree: Path) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.exe, self.work, self.job = exe, work, files_job(work, tree)
+        self.last: dict[str, object] = {}
 
     def run(self, *flags: str, kind: str) -> tuple[float, int]:
         """Time a `vigil run`; exits when the backup it made is not of `kind`, whose
@@ -86,7 +87,14 @@ class Vigil:
         made = self.newest()
         if made["kind"] != kind:
             sys.exit(f"expected a {kind} backup, vigil made a {made['kind']} one ({made['id']})")
+        manifest = json.loads((self.work / "dest" / "bench" / str(made["id"]) / "manifest.json").read_text())
+        self.last = next(a for a in manifest["artifacts"] if a["type"] == "files")
         return took, rss
+
+    def stored(self) -> str:
+        """What the last run's archive holds, from its manifest."""
+        a = self.last
+        return f"{a['entries']} entries, {a['unchanged']} of them carried over unstored, archive {int(str(a['size'])) / 1e6:.2f} MB"
 
     def newest(self) -> dict[str, object]:
         out = subprocess.run([self.exe, "--config", str(self.job), "list", "--json", "bench"],
@@ -152,6 +160,7 @@ def part_time(args: argparse.Namespace, work: Path) -> None:
     rows: dict[str, list[tuple[float, int]]] = {k: [] for k in (
         "vigil run --full", "vigil run (one day changed)", "vigil run (no change)",
         "restic backup (first)", "restic backup (one day changed)", "restic backup (no change)")}
+    stored: dict[str, str] = {}
     for i in range(args.repeat):
         sync()
         rows["vigil run --full"].append(vigil.run("--full", kind="full"))
@@ -165,13 +174,16 @@ def part_time(args: argparse.Namespace, work: Path) -> None:
                 sync()
                 rows[f"{name} ({what})"].append(vigil.run(kind="incremental") if name == "vigil run"
                                                  else peers[0].backup())
+            stored[what] = vigil.stored()
         print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in rows.items() if v), file=sys.stderr)
     files, size = tree_size(tree)
     med = report(f"time: {files} files, {size / 1e6:.0f} MB, one day = mutate(); {args.repeat} rounds, medians:", rows)
+    for what, line in stored.items():
+        print(f"  vigil's last {what} run: {line}")
     full = med["vigil run --full"]
     inc, same = med["vigil run (one day changed)"], med["vigil run (no change)"]
-    print(f"  vigil incremental / full        = {inc / full:.2f} {goal('incremental', inc / full)}")
-    print(f"  vigil no change / full          = {same / full:.2f} {goal('no change', same / full)}")
+    print(f"  vigil incremental / full        = {inc / full:.3f} {goal('incremental', inc / full)}")
+    print(f"  vigil no change / full          = {same / full:.3f} {goal('no change', same / full)}")
     if peers:
         print(f"  vigil / restic, one day changed = {inc / med['restic backup (one day changed)']:.2f}")
         print(f"  vigil / restic, no change       = {same / med['restic backup (no change)']:.2f}")
@@ -209,7 +221,7 @@ def part_storage_restore(args: argparse.Namespace, work: Path) -> None:
         size = du(repo(name))
         print(f"  {name:<8} {first[name][1] / 1e6:11.1f} MB {size / 1e6:7.1f} MB  {size / first[name][1]:5.2f}x"
               f"   {first[name][0]:6.2f} s, {statistics.median(times[name][1:]):5.2f} s")
-    print(f"  vigil destination after 8 / its full = {total / full:.2f} {goal('storage', total / full)}")
+    print(f"  vigil destination after 8 / its full = {total / full:.3f} {goal('storage', total / full)}")
     print(f"  (vigil's local index cache in state_dir, not on the destination: {du(work / 'state') / 1e6:.1f} MB)")
     if "restore" not in args.skip:
         part_restore(args, vigil, tree, work)
@@ -233,7 +245,7 @@ def part_restore(args: argparse.Namespace, vigil: Vigil, tree: Path, work: Path)
     shutil.rmtree(work / "restored", ignore_errors=True)
     med = report(f"restore (a chain of 8 archives vs one): {args.repeat} rounds, medians:", rows)
     ratio = med["restore the 7th incremental"] / med["restore a full of it"]
-    print(f"  incremental / full restore = {ratio:.2f} {goal('restore', ratio)}")
+    print(f"  incremental / full restore = {ratio:.3f} {goal('restore', ratio)}")
 
 
 def part_tar(args: argparse.Namespace, work: Path, job: Path) -> None:
@@ -279,11 +291,13 @@ def part_million(args: argparse.Namespace, work: Path) -> None:
                 fh.write(b"changed\n")
         sync()
         inc = vigil.run(kind="incremental")
+        changed = vigil.stored()
         same = vigil.run(kind="incremental")
         print(f"1,000,000 tiny files ({root.parent}): one run each")
         for name, (took, rss) in (("vigil run --full", full), ("vigil run (100 changed)", inc),
                                   ("vigil run (no change)", same)):
             print(f"  {name:<32} {took:7.2f} s   peak RSS {mib(rss)}")
+        print(f"  the incremental after 100 changes: {changed}")
         print(f"  incremental peak RSS = {mib(max(inc[1], same[1]))} {goal('rss MiB', max(inc[1], same[1]) / 1024)}")
         print(f"  destination {du(vigil.work / 'dest') / 1e6:.0f} MB, index cache {du(vigil.work / 'state') / 1e6:.0f} MB")
     finally:

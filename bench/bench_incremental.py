@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Incremental file backups (SPEC §11): time, storage, restore and memory, with peers.
 
-    python bench/bench_incremental.py [--scale full|small] [--repeat 5] [--million]
+    python bench/bench_incremental.py [--scale full|small] [--repeat 5] [--million] [--restore-to DIR]
 
 Works on copies of the generated tree (`bench/gen_dataset.py`), which one
 `mutate` day at a time changes: ~300 files edited, ~20 created, ~10 deleted.
@@ -14,7 +14,8 @@ In one run, printing each part as it ends:
    before each: the bytes in vigil's destination against its one full, and
    the restic and borg repositories holding the same eight snapshots.
 3. restore: the seventh incremental (its chain read archive by archive)
-   against a `vigil run --full` of the same state, alternating, `sync` between.
+   against a `vigil run --full` of the same state, alternating, `sync` between
+   (into the work directory, or `--restore-to DIR`, e.g. a tmpfs).
 4. full backups against `tar | zstd -T0 -3`, on the bench tree and on the
    text-heavy tree (`gen_dataset.py --kind text`).
 5. with `--million`: peak RSS of a full and an incremental run of a tree of
@@ -50,6 +51,8 @@ MILLION = 1_000_000
 def options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--million", action="store_true", help="also the 1,000,000-file tree (slow)")
     ap.add_argument("--million-dir", type=Path, help="where to create it (default: /dev/shm, else the work directory)")
+    ap.add_argument("--restore-to", type=Path, help="restore under this directory (default: the work directory; "
+                    "a tmpfs such as /dev/shm takes the disk's writeback out of the restore figures)")
     ap.add_argument("--skip", action="append", default=[], choices=["time", "storage", "restore", "tar"],
                     help="leave a part out (repeatable)")
 
@@ -175,7 +178,7 @@ def part_time(args: argparse.Namespace, work: Path) -> None:
                 rows[f"{name} ({what})"].append(vigil.run(kind="incremental") if name == "vigil run"
                                                  else peers[0].backup())
             stored[what] = vigil.stored()
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in rows.items() if v), file=sys.stderr)
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in rows.items() if len(v) > i), file=sys.stderr)
     files, size = tree_size(tree)
     med = report(f"time: {files} files, {size / 1e6:.0f} MB, one day = mutate(); {args.repeat} rounds, medians:", rows)
     for what, line in stored.items():
@@ -235,15 +238,16 @@ def part_restore(args: argparse.Namespace, vigil: Vigil, tree: Path, work: Path)
     targets = list(zip(rows, (str(incremental["id"]), str(full["id"])), strict=True))
     for i in range(args.repeat):
         for name, backup_id in targets if i % 2 == 0 else targets[::-1]:
-            to = work / "restored"
+            to = (args.restore_to or work) / f"vigil-restored-{os.getpid()}"
             shutil.rmtree(to, ignore_errors=True)
             sync()
             rows[name].append(vigil.restore(backup_id, to))
             if i == 0:  # a bench that restored the wrong tree would time nothing useful
                 subprocess.run(["diff", "-rq", "--no-dereference", str(tree), str(to)], check=True)
         print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in rows.items() if v), file=sys.stderr)
-    shutil.rmtree(work / "restored", ignore_errors=True)
-    med = report(f"restore (a chain of 8 archives vs one): {args.repeat} rounds, medians:", rows)
+    shutil.rmtree(to, ignore_errors=True)
+    med = report(f"restore into {args.restore_to or 'the work directory'} (a chain of 8 archives vs one): "
+                 f"{args.repeat} rounds, medians:", rows)
     ratio = med["restore the 7th incremental"] / med["restore a full of it"]
     print(f"  incremental / full restore = {ratio:.3f} {goal('restore', ratio)}")
 

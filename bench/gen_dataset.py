@@ -10,7 +10,7 @@ web (default)
         uploads (images, PDFs) and a SQLite database.
   small (~600 files, ~6 MB): the same shape, for tests (round trips).
 text: the same sources, ten logs instead of four and only a few small uploads:
-  mostly compressible bytes (full ~520 MB, small ~8 MB).
+  mostly compressible bytes (full ~33k files, ~555 MB; small ~500 files, ~9 MB).
 Same seed, same bytes: runs are comparable across machines and commits.
 
 --mutate DAY applies one day of changes to an existing tree (see `mutate`):

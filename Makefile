@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := examples/demo/demo.toml
 
-.PHONY: demo test fuzz venv system-deps bench clean
+.PHONY: demo test fuzz venv system-deps bench bench-setup bench-incremental clean
 
 $(BIN)/vigil: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/bench_backup.py --vigil $(BIN)/vigil
+
+# The peers bench_incremental.py compares with (restic, borgbackup); never part of `make test`.
+bench-setup:
+	@scripts/install-bench-deps.sh
+
+bench-incremental: venv
+	$(BIN)/python bench/bench_incremental.py --vigil $(BIN)/vigil
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .hypothesis

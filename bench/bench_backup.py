@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -76,16 +77,32 @@ def files_job(work: Path, data: Path) -> Path:
     return job
 
 
-def tree_bench(description: str | None) -> tuple[argparse.Namespace, Path, Path]:
-    """What the files benchmarks share: arguments, the dataset (generated when
-    missing), vigil byte-compiled, a work directory and a job backing the tree up."""
+def dataset(scale: str, kind: str = "web") -> Path:
+    """The generated tree of this scale and kind, generated when missing. The full web
+    tree is bench/data/tree; the others are named after scale and kind."""
+    path = HERE / "data" / ("tree" if (scale, kind) == ("full", "web") else f"tree-{kind}-{scale}")
+    if not path.exists():
+        print(f"generating dataset in {path} ...", file=sys.stderr)
+        generate(path, scale, kind=kind)
+    return path
+
+
+def tree_bench(description: str | None, options: Callable[[argparse.ArgumentParser], None] | None = None,
+               ) -> tuple[argparse.Namespace, Path, Path]:
+    """What the files benchmarks share: arguments (`options` adds a script's own), the
+    dataset (generated when missing), vigil byte-compiled, a work directory and a job
+    backing the tree up."""
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=HERE / "data" / "tree")
-    ap.add_argument("--scale", default="full")
+    ap.add_argument("--data", type=Path, help="the tree to back up (default: generated at --scale)")
+    ap.add_argument("--scale", choices=["full", "small"], default="full")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--vigil", default=default_vigil())
+    if options is not None:
+        options(ap)
     args = ap.parse_args()
-    if not args.data.exists():
+    if args.data is None:
+        args.data = dataset(args.scale)
+    elif not args.data.exists():
         print(f"generating dataset in {args.data} ...", file=sys.stderr)
         generate(args.data, args.scale)
     precompile()
@@ -93,33 +110,55 @@ def tree_bench(description: str | None) -> tuple[argparse.Namespace, Path, Path]
     return args, work, files_job(work, args.data)
 
 
+def warm(data: Path) -> None:
+    """Read the tree once so that no contender pays for the first read. (Through a pipe:
+    GNU tar writing to /dev/null itself skips reading file contents.)"""
+    subprocess.run(f"tar -cf - -C {data} . | cat > /dev/null", shell=True, check=True)
+
+
+def versus_tar(data: Path, work: Path, job: Path, vigil: str, repeat: int, *, gzip: bool = True,
+               ) -> tuple[dict[str, float], int]:
+    """Alternate `tar -czf` (when `gzip`), `tar | zstd -T0 -3` and a first (so full) `vigil run`
+    of `data` with `job`, `repeat` rounds; the medians, and vigil's peak RSS in KiB."""
+    warm(data)
+    times: dict[str, list[float]] = {"tar -czf": [], "tar | zstd -T0 -3": [], "vigil run": []}
+    if not gzip:
+        del times["tar -czf"]
+    rss: list[int] = []
+    for i in range(repeat):
+        if gzip:
+            times["tar -czf"].append(timed(["tar", "-czf", str(work / "out.tar.gz"), "-C", str(data), "."])[0])
+        times["tar | zstd -T0 -3"].append(
+            timed(f"tar -cf - -C {data} . | zstd -q -T0 -3 > {work}/out.tar.zst", shell=True)[0])
+        shutil.rmtree(work / "dest", ignore_errors=True)
+        took, peak = timed([vigil, "-q", "--config", str(job), "run"])
+        times["vigil run"].append(took)
+        rss.append(peak)
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
+    for leftover in ("out.tar.gz", "out.tar.zst"):
+        (work / leftover).unlink(missing_ok=True)
+    return {k: statistics.median(v) for k, v in times.items()}, max(rss)
+
+
+def tree_size(data: Path) -> tuple[int, int]:
+    """Files and bytes of a tree (symlinks not followed)."""
+    files = sum(len(f) for _, _, f in os.walk(data))
+    size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file() and not p.is_symlink())
+    return files, size
+
+
 def main() -> None:
     args, work, job = tree_bench(__doc__)
     try:
-        # Warm the page cache once so that no contender pays for the first read.
-        # (Through a pipe: GNU tar writing to /dev/null itself skips reading file contents.)
-        subprocess.run(f"tar -cf - -C {args.data} . | cat > /dev/null", shell=True, check=True)
-        times: dict[str, list[float]] = {"tar -czf": [], "tar | zstd -T0 -3": [], "vigil run": []}
-        rss: list[int] = []
-        for i in range(args.repeat):
-            times["tar -czf"].append(timed(["tar", "-czf", str(work / "out.tar.gz"), "-C", str(args.data), "."])[0])
-            times["tar | zstd -T0 -3"].append(
-                timed(f"tar -cf - -C {args.data} . | zstd -q -T0 -3 > {work}/out.tar.zst", shell=True)[0])
-            shutil.rmtree(work / "dest", ignore_errors=True)
-            took, peak = timed([args.vigil, "-q", "--config", str(job), "run"])
-            times["vigil run"].append(took)
-            rss.append(peak)
-            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        files = sum(len(f) for _, _, f in os.walk(args.data))
-        size = sum(p.stat().st_size for p in args.data.rglob("*") if p.is_file() and not p.is_symlink())
+        med, rss = versus_tar(args.data, work, job, args.vigil, args.repeat)
+        files, size = tree_size(args.data)
         print(f"dataset: {files} files, {size / 1e6:.0f} MB; {args.repeat} rounds, medians:")
         for k, v in med.items():
             print(f"  {k:<20} {v:7.2f} s")
         print(f"  vigil is {med['tar -czf'] / med['vigil run']:.1f}x faster than tar -czf "
               f"(target >= 6x)")
         print(f"  vigil / tar|zstd = {med['vigil run'] / med['tar | zstd -T0 -3']:.2f} (target <= 1.6)")
-        print(f"  vigil peak RSS: {max(rss) / 1024:.0f} MiB (target < 250)")
+        print(f"  vigil peak RSS: {rss / 1024:.0f} MiB (target < 250)")
     finally:
         shutil.rmtree(work, ignore_errors=True)  # also when a command failed
 

@@ -364,3 +364,34 @@ def test_an_index_cache_that_cannot_be_written_costs_no_backup(tmp_path, make_jo
     target = tmp_path / "restored"
     vigil("restore", "app", "latest", "--source", "app", "--to", str(target), config=job, check=0)
     assert tree_listing(target) == tree_listing(app_tree)
+
+
+def test_an_index_that_hides_a_file_from_its_archive_is_damage_not_a_smaller_restore(tmp_path, make_job, app_tree):
+    """A chain's older archives are matched by the text of the index lines; a line that says the
+    same in other JSON (a destination may hand back anything) must not quietly drop a file."""
+    import hashlib
+
+    dest = tmp_path / "backups"
+    job = make_job(files_job(app_tree, dest))
+    vigil("run", config=job, check=0)
+    mutate_a_day(app_tree, 1)
+    vigil("run", config=job, check=0)
+    full, newest = (r["id"] for r in backups(job))
+    folder = dest / "app" / newest
+    with zstandard.open(folder / "index-app.jsonl.zst", "rb") as fh:
+        lines = fh.read().decode().splitlines(True)
+    i = next(n for n, line in enumerate(lines) if f'"in": "{full}"' in line)
+    lines[i] = lines[i].replace(f'"in": "{full}"', '"in": "' + "".join(f"\\u{ord(c):04x}" for c in full) + '"')
+    plain = "".join(lines).encode()
+    stored = zstandard.compress(plain)
+    (folder / "index-app.jsonl.zst").write_bytes(stored)
+    doc = manifest(dest, newest)
+    art = next(a for a in doc["artifacts"] if a["name"] == "index-app.jsonl.zst")
+    art.update(size=len(stored), sha256=hashlib.sha256(stored).hexdigest(),
+               content_sha256=hashlib.sha256(plain).hexdigest())
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    target = tmp_path / "restored"
+    proc = vigil("restore", "app", newest, "--source", "app", "--to", str(target), config=job, check=1)
+    assert f"assigns to backup {full} are not written as vigil writes them" in proc.stderr
+    assert not target.exists()
+    assert "not written as vigil writes them" in vigil("verify", newest, "--deep", config=job, check=1).stdout

@@ -83,19 +83,27 @@ def join_line(head: str, sha: str | None, tail: str) -> bytes:
 # --- reading ---------------------------------------------------------------------------
 
 
-def iter_index(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+def held_in(backup_id: str) -> bytes:
+    """The text vigil writes into the line of every file whose bytes `backup_id`'s archive holds."""
+    return f', "in": "{backup_id}"'.encode()
+
+
+def iter_index(chunks: Iterable[bytes], only: bytes | None = None) -> Iterator[dict[str, Any]]:
     """The index's entries in order, parsed a decompressed chunk at a time (constant memory).
     Each is checked for the keys verify and restore use; IndexFormatError names the first
-    that is not."""
+    that is not. With `only`, lines without that text are passed over unparsed (a reader
+    of one archive of a chain wants the few lines `held_in` it)."""
     rest = b""
     try:
         for chunk in chunks:
             lines, _, rest = (rest + chunk).rpartition(b"\n")
+            if lines and only is not None:
+                lines = b"\n".join(line for line in lines.split(b"\n") if only in line)
             if lines:
                 # One parse of the chunk's lines as a JSON array: half the time of a call per
                 # line. JSON text never holds a raw newline, so joining with commas is exact.
                 yield from map(_entry, json.loads(_text(b"[" + lines.replace(b"\n", b",") + b"]")))
-        if rest.strip():
+        if rest.strip() and (only is None or only in rest):
             yield _entry(json.loads(_text(rest)))
     except IndexFormatError:
         raise

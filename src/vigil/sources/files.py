@@ -23,7 +23,7 @@ import os
 import pwd
 import stat
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -79,11 +79,12 @@ def compile_patterns(patterns: list[str]) -> pathspec.GitIgnoreSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
 
 
-def read_index(reader: ArtifactReader) -> Iterator[dict[str, Any]]:
-    """The stored index's entries; Damaged for one vigil did not write."""
+def read_index(reader: ArtifactReader, only: bytes | None = None) -> Iterator[dict[str, Any]]:
+    """The stored index's entries (with `only`, those whose line holds that text); Damaged
+    for one vigil did not write."""
     chunks = reader.plain()
     try:
-        yield from index_format.iter_index(chunks)
+        yield from index_format.iter_index(chunks, only)
     except index_format.IndexFormatError as exc:
         for _ in chunks:  # the stored bytes first: a damaged artifact says ChecksumError
             pass
@@ -123,8 +124,10 @@ class FilesSource(Source):
         if index is None:
             raise BackupError(f"{reader.where}: no index artifact for source {reader.art.source}")
         bad: list[str] = []
+        tally: dict[str, int] = {}
         for archive in archives:
-            bad += _check_archive(archive, index, older=archive is not archives[-1])
+            bad += _check_archive(archive, index, archive is not archives[-1], tally)
+        check_tally(index, tally)
         if bad:
             raise Damaged(f"{reader.where}: {len(bad)} damaged entries: " + "; ".join(bad[:10]))
 
@@ -158,22 +161,40 @@ class FilesSource(Source):
         return archives, index
 
 
-def held_by(entries: Iterable[dict[str, Any]], backup_id: str, older: bool) -> Iterator[dict[str, Any]]:
+def held_by(index: ArtifactReader, backup_id: str, older: bool, tally: dict[str, int]) -> Iterator[dict[str, Any]]:
     """The final index's entries that the archive of `backup_id` holds: of an older archive
     of the chain, the files whose `in` names it; of the backup's own, every entry but the
-    files that older archives hold."""
-    for e in entries:
-        if e["type"] == "file":
-            if e.get("in") == backup_id or (not older and "in" not in e):
+    files that older archives hold.
+
+    An older archive's entries are found by the text of their lines, unparsed, since a
+    chain means reading the index once per archive; `tally` counts them up there and down
+    again as the full read of the backup's own pass meets them, and `check_tally` says
+    whether the two agree (an index vigil did not write could hide a file from the first)."""
+    if older:
+        for e in read_index(index, index_format.held_in(backup_id)):
+            if e["type"] == "file" and e.get("in") == backup_id:
+                tally[backup_id] = tally.get(backup_id, 0) + 1
                 yield e
-        elif not older:
+        return
+    for e in read_index(index):
+        if e["type"] != "file" or e.get("in", backup_id) == backup_id:
             yield e
+        else:
+            tally[e["in"]] = tally.get(e["in"], 0) - 1
 
 
-def _check_archive(archive: ArtifactReader, index: ArtifactReader, older: bool) -> list[str]:
+def check_tally(index: ArtifactReader, tally: dict[str, int]) -> None:
+    """After every archive of a chain was read: each file the index assigns to an older archive
+    was seen by that archive's pass."""
+    off = sorted(b for b, n in tally.items() if n)
+    if off:
+        raise Damaged(f"{index.where}: the files it assigns to backup {off[0]} are not written as vigil writes them")
+
+
+def _check_archive(archive: ArtifactReader, index: ArtifactReader, older: bool, tally: dict[str, int]) -> list[str]:
     """Compare one archive of a backup's chain with the backup's index, side by side like a
     merge (both are in walk order): memory stays flat however many files."""
-    cursor = index_format.IndexCursor(held_by(read_index(index), archive.manifest.id, older), keep_missed=True)
+    cursor = index_format.IndexCursor(held_by(index, archive.manifest.id, older, tally), keep_missed=True)
     bad: list[str] = []
 
     def check(path: str, kind: str, size: int, sha: str | None) -> None:

@@ -41,7 +41,7 @@ from vigil.formats.index import IndexCursor
 from vigil.formats.tarreader import Member, TarFormatError, TarStream
 from vigil.pipeline.reading import ArtifactReader
 from vigil.sources.base import Restored, RestoreTarget
-from vigil.sources.files import compile_patterns, held_by, read_index
+from vigil.sources.files import check_tally, compile_patterns, held_by
 from vigil.sources.restore_file import NEW_FILE, create_unique
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -65,9 +65,12 @@ def restore_tree(archives: list[ArtifactReader], index: ArtifactReader | None, t
         extractor = _Extractor(root, target.include, None, done, log)
         try:
             with extractor.staged():
+                tally: dict[str, int] = {}
                 for archive in archives:
                     extractor.older = archive is not archives[-1]
-                    _extract_one(extractor, archive, index)
+                    _extract_one(extractor, archive, index, tally)
+                if index is not None:
+                    check_tally(index, tally)
                 extractor.commit()  # only a tree that checked out reaches the target
             extractor.set_dir_attrs()  # last: removing the staging directory changed the target's mtime
         except OSError as exc:  # what the archive asked of the file system, refused by it
@@ -78,13 +81,14 @@ def restore_tree(archives: list[ArtifactReader], index: ArtifactReader | None, t
     return done
 
 
-def _extract_one(extractor: _Extractor, archive: ArtifactReader, index: ArtifactReader | None) -> None:
+def _extract_one(extractor: _Extractor, archive: ArtifactReader, index: ArtifactReader | None,
+                 tally: dict[str, int]) -> None:
     if index is None:  # no index to check against: the archive as it is
         extractor.index = None
         extractor.extract(archive)
         return
     # The files this archive must hold: each is checked as written, and one it lacks is damage.
-    files = (e for e in held_by(read_index(index), archive.manifest.id, extractor.older) if e["type"] == "file")
+    files = (e for e in held_by(index, archive.manifest.id, extractor.older, tally) if e["type"] == "file")
     cursor = IndexCursor(files, keep_missed=True)
     extractor.index = cursor
     try:

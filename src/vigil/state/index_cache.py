@@ -24,6 +24,7 @@ import zstandard
 from vigil.formats.index import iter_index
 
 READ = 1 << 20
+BATCH = 1 << 18  # lines arrive one at a time: hashed and compressed in batches, a call per line costs more
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -45,6 +46,8 @@ class CacheWriter:
         self.error: str | None = None
         self._zstd = zstandard.ZstdCompressor(level=3).compressobj()
         self._sha = hashlib.sha256()
+        self._batch: list[bytes] = []
+        self._batched = 0
         self._fh: BinaryIO | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -58,6 +61,15 @@ class CacheWriter:
         self.abort()
 
     def write(self, data: bytes) -> None:
+        self._batch.append(data)
+        self._batched += len(data)
+        if self._batched >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = b"".join(self._batch)
+        self._batch.clear()
+        self._batched = 0
         self._sha.update(data)
         if self._fh is not None:
             try:
@@ -66,6 +78,7 @@ class CacheWriter:
                 self._failed(exc)
 
     def close(self) -> str:
+        self._flush()
         if self._fh is not None:
             try:
                 self._fh.write(self._zstd.flush())

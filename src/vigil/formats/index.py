@@ -88,11 +88,17 @@ def held_in(backup_id: str) -> bytes:
     return f', "in": "{backup_id}"'.encode()
 
 
-def iter_index(chunks: Iterable[bytes], only: bytes | None = None) -> Iterator[dict[str, Any]]:
+# Where `iter_index(raw=True)` puts each entry's line as read. No JSON object can hold it there:
+# JSON gives str values, never bytes.
+RAW = "\x00line"
+
+
+def iter_index(chunks: Iterable[bytes], only: bytes | None = None, raw: bool = False) -> Iterator[dict[str, Any]]:
     """The index's entries in order, parsed a decompressed chunk at a time (constant memory).
     Each is checked for the keys verify and restore use; IndexFormatError names the first
     that is not. With `only`, lines without that text are passed over unparsed (a reader
-    of one archive of a chain wants the few lines `held_in` it)."""
+    of one archive of a chain wants the few lines `held_in` it). With `raw`, each entry
+    also holds its line under RAW: the next backup writes an unchanged file's line as it was."""
     rest = b""
     try:
         for chunk in chunks:
@@ -102,9 +108,18 @@ def iter_index(chunks: Iterable[bytes], only: bytes | None = None) -> Iterator[d
             if lines:
                 # One parse of the chunk's lines as a JSON array: half the time of a call per
                 # line. JSON text never holds a raw newline, so joining with commas is exact.
-                yield from map(_entry, json.loads(_text(b"[" + lines.replace(b"\n", b",") + b"]")))
+                entries = json.loads(_text(b"[" + lines.replace(b"\n", b",") + b"]"))
+                if raw:
+                    for e, line in zip(entries, lines.split(b"\n"), strict=True):
+                        _entry(e)[RAW] = line + b"\n"
+                    yield from entries
+                else:
+                    yield from map(_entry, entries)
         if rest.strip() and (only is None or only in rest):
-            yield _entry(json.loads(_text(rest)))
+            e = _entry(json.loads(_text(rest)))
+            if raw:
+                e[RAW] = rest.strip() + b"\n"
+            yield e
     except IndexFormatError:
         raise
     except (ValueError, RecursionError) as exc:

@@ -103,7 +103,7 @@ class FilesSource(Source):
         cache = index_cache.writer(job.state_dir, job.name, ctx.backup_id, self.name)
         try:
             with out.artifact(f"files-{self.name}.tar.zst", "files") as tar, \
-                    out.artifact(f"index-{self.name}.jsonl.zst", "index", threads=0) as index:
+                    out.artifact(f"index-{self.name}.jsonl.zst", "index", threads=1) as index:
                 archiver = _Archiver(self, tar, index, cache, base)
                 archiver.archive()
                 tar.meta.update(entries=archiver.entries, bytes=archiver.bytes, state_bytes=archiver.state_bytes,
@@ -279,7 +279,8 @@ class _Archiver:
         self._o_flags = _O_FLAGS
         self.hasher = Hasher()
         # Index lines wait here, in archive order, until their digest is known.
-        self._pending: deque[tuple[Digest, str, str]] = deque()
+        # A line carried over from the base is ready as it is.
+        self._pending: deque[tuple[Digest, str, str] | bytes] = deque()
 
     def archive(self) -> None:
         # Checked here, not in preflight: a `before` hook may mount or fill the root.
@@ -419,13 +420,17 @@ class _Archiver:
     def _flush_index(self, wait: bool = False) -> None:
         pending = self._pending
         while pending:
-            sha = pending[0][0]
-            if not (sha is None or isinstance(sha, str)):
-                if not (wait or sha.done()):
-                    return
-                sha = sha.result()
-            _, head, tail = pending.popleft()
-            line = index_format.join_line(head, sha, tail)
+            first = pending[0]
+            if isinstance(first, bytes):
+                line = first
+            else:
+                sha, head, tail = first
+                if not (sha is None or isinstance(sha, str)):
+                    if not (wait or sha.done()):
+                        return
+                    sha = sha.result()
+                line = index_format.join_line(head, sha, tail)
+            pending.popleft()
             self.index.write(line)
             self.cache.write(line)
 
@@ -519,7 +524,10 @@ class _Archiver:
             return False  # an index that names a backup outside the chain is not followed: stored anew
         self.unchanged += 1
         self.state_bytes += st.st_size
-        self._index(rel, "file", st, st.st_size, entry["sha256"], False, in_=entry["in"])
+        self.entries += 1
+        # Every value of the line is the one the base holds (`unchanged` compared them): its line, as it was.
+        self._pending.append(entry[index_format.RAW])
+        self._flush_index()
         if st.st_nlink > 1:
             self.links[(st.st_dev, st.st_ino)] = rel
         return True

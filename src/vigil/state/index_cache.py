@@ -44,7 +44,8 @@ class CacheWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.error: str | None = None
-        self._zstd = zstandard.ZstdCompressor(level=3).compressobj()
+        # One zstd worker: compressing beside the walk, not in its way.
+        self._zstd = zstandard.ZstdCompressor(level=3, threads=1).compressobj()
         self._sha = hashlib.sha256()
         self._batch: list[bytes] = []
         self._batched = 0
@@ -145,5 +146,6 @@ def _plain(path: Path) -> Iterator[bytes]:
 
 
 def entries(path: Path) -> Iterator[dict[str, Any]]:
-    """A cached index's entries in walk order, in constant memory (IndexFormatError if malformed)."""
-    yield from iter_index(_plain(path))
+    """A cached index's entries in walk order, each with its line (RAW), in constant memory
+    (IndexFormatError if malformed)."""
+    yield from iter_index(_plain(path), raw=True)

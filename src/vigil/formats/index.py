@@ -13,9 +13,12 @@ IndexFormatError.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
+
+import msgspec
 
 from vigil.formats.tarreader import REGTYPES
 
@@ -104,11 +107,12 @@ def iter_index(chunks: Iterable[bytes], only: bytes | None = None, raw: bool = F
         for chunk in chunks:
             lines, _, rest = (rest + chunk).rpartition(b"\n")
             if lines and only is not None:
-                lines = b"\n".join(line for line in lines.split(b"\n") if only in line)
+                # The lines holding `only`, found by the regex engine: most lines have not it.
+                lines = b"\n".join(re.findall(b"^.*" + re.escape(only) + b".*$", lines, re.M))
             if lines:
                 # One parse of the chunk's lines as a JSON array: half the time of a call per
                 # line. JSON text never holds a raw newline, so joining with commas is exact.
-                entries = json.loads(_text(b"[" + lines.replace(b"\n", b",") + b"]"))
+                entries = _decode(b"[" + lines.replace(b"\n", b",") + b"]")
                 if raw:
                     for e, line in zip(entries, lines.split(b"\n"), strict=True):
                         _entry(e)[RAW] = line + b"\n"
@@ -116,7 +120,7 @@ def iter_index(chunks: Iterable[bytes], only: bytes | None = None, raw: bool = F
                 else:
                     yield from map(_entry, entries)
         if rest.strip() and (only is None or only in rest):
-            e = _entry(json.loads(_text(rest)))
+            e = _entry(_decode(rest))
             if raw:
                 e[RAW] = rest.strip() + b"\n"
             yield e
@@ -133,6 +137,16 @@ def _entry(e: Any) -> dict[str, Any]:
     if e["type"] == "file" and (type(e.get("size")) is not int or type(e.get("sha256")) is not str):
         raise IndexFormatError(f"file entry {e['path'][:200]!r} has no size or sha256")
     return e
+
+
+def _decode(data: bytes) -> Any:
+    """JSON text as Python values. msgspec reads vigil's lines several times faster than json;
+    what it refuses (a `\\udcXX` escape of a name that is not UTF-8, NaN, a huge number) json
+    reads as it always has, so both agree on every index."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(_text(data))
 
 
 def _text(data: bytes) -> str:

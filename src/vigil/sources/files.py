@@ -47,6 +47,7 @@ REREADS = 3
 # changed, appended again (tar extraction keeps the last copy).
 SMALL = 16 << 20
 CHUNK = 1 << 20
+CARRIED = 512  # index lines of unchanged files wait for at most this many others, to be written together
 
 _O_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
 
@@ -418,7 +419,9 @@ class _Archiver:
         self._flush_index()
 
     def _flush_index(self, wait: bool = False) -> None:
+        """Write the pending lines whose digests are known, in order, in one piece."""
         pending = self._pending
+        ready: list[bytes] = []
         while pending:
             first = pending[0]
             if isinstance(first, bytes):
@@ -427,12 +430,15 @@ class _Archiver:
                 sha, head, tail = first
                 if not (sha is None or isinstance(sha, str)):
                     if not (wait or sha.done()):
-                        return
+                        break
                     sha = sha.result()
                 line = index_format.join_line(head, sha, tail)
             pending.popleft()
-            self.index.write(line)
-            self.cache.write(line)
+            ready.append(line)
+        if ready:
+            data = b"".join(ready)
+            self.index.write(data)
+            self.cache.write(data)
 
     def _open(self, path: str) -> int:
         try:
@@ -527,7 +533,8 @@ class _Archiver:
         self.entries += 1
         # Every value of the line is the one the base holds (`unchanged` compared them): its line, as it was.
         self._pending.append(entry[index_format.RAW])
-        self._flush_index()
+        if len(self._pending) >= CARRIED:  # else they go with the next line written
+            self._flush_index()
         if st.st_nlink > 1:
             self.links[(st.st_dev, st.st_ino)] = rel
         return True

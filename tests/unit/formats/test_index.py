@@ -1,12 +1,15 @@
-"""When a file counts as unchanged against the base's index (SPEC §11)."""
+"""Index lines for incremental backups (SPEC §11): when a file counts as unchanged, and the
+fast reading of the lines one archive of a chain holds."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from vigil.formats.index import iter_index, join_line, line_parts, unchanged
+from vigil.formats.index import held_in, iter_index, join_line, line_parts, unchanged
 
 IDENT = (1_700_000_000_123_456_789, 1_700_000_001_000_000_001, 4242)
 
@@ -54,3 +57,23 @@ def test_the_line_is_json() -> None:
     assert json.loads(join_line(head, None, tail)) == {
         "path": "x", "type": "dir", "size": 0, "mode": 0o755, "mtime": 0, "sha256": None,
         "changed_during_read": False, "uid": 0, "gid": 0}
+
+
+def _lines(n: int, every: int, backup: str) -> list[bytes]:
+    out = []
+    for i in range(n):
+        head, tail = line_parts(f"d/f{i}", "file", i, 0o644, 0, False, 0, 0, ident=IDENT,
+                                in_=backup if i % every == 0 else "20250101T000000Z-000000")
+        out.append(join_line(head, "ab" * 32, tail))
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 60), st.integers(1, 7), st.integers(1, 400))
+def test_only_takes_exactly_the_lines_that_name_a_backup(n, every, cut) -> None:
+    """The fast path of a chain's older archive: the same entries as a full read, filtered."""
+    backup = "20260101T000000Z-000001"
+    data = b"".join(_lines(n, every, backup))
+    chunks = [data[i:i + cut] for i in range(0, len(data), cut)]
+    fast = list(iter_index(chunks, held_in(backup)))
+    assert fast == [e for e in iter_index(chunks) if e.get("in") == backup]

@@ -181,7 +181,8 @@ def held_by(index: ArtifactReader, backup_id: str, older: bool, tally: dict[str,
         if e["type"] != "file" or e.get("in", backup_id) == backup_id:
             yield e
         else:
-            tally[e["in"]] = tally.get(e["in"], 0) - 1
+            held = str(e["in"])  # whatever an index that vigil did not write holds there
+            tally[held] = tally.get(held, 0) - 1
 
 
 def check_tally(index: ArtifactReader, tally: dict[str, int]) -> None:

@@ -402,11 +402,8 @@ class _Extractor:
         return self.index.seek("/".join(parts)) is not None
 
     def _file(self, tar: TarStream, m: Member, parent: int, leaf: str, name: str) -> bool:
-        """Write one file; False when its content is not the one the index holds, or when it
-        is not the copy the final index names."""
+        """Write one file; False when its content is not the one the index holds."""
         entry = self.index.seek(name) if self.index is not None else None
-        if entry is None and self.older:
-            return False  # changed or deleted later: a newer archive, or none, holds this path
         tmp, fd = create_unique(lambda n: os.open(n, NEW_FILE, 0o600, dir_fd=parent))
         sha = hashlib.sha256()
         try:

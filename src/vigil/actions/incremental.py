@@ -62,6 +62,9 @@ def choose(job: Job, dests: list[Destination], described: list[dict[str, Any]], 
     except (VigilError, OSError, IndexFormatError) as exc:
         log.warning("full backup: the base could not be read: %s", exc)
         return None
+    except Exception as exc:  # noqa: BLE001 - whatever a destination handed back, it costs a full backup, never the run
+        log.warning("full backup: the base could not be used: %s: %s", exc.__class__.__name__, exc)
+        return None
     log.info("incremental backup on base %s (full %s, %d in the chain)", base.manifest.id, base.chain[0],
              len(base.chain))
     return base

@@ -117,6 +117,17 @@ def appending(path: Path) -> Iterator[None]:
         proc.wait()
 
 
+def open_files(pid: int) -> list[str]:
+    """What a process has open, by path (descriptors closed meanwhile skipped)."""
+    out = []
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        try:
+            out.append(os.readlink(fd))
+        except OSError:
+            continue
+    return out
+
+
 def remove_deep_tree(top: Path) -> None:
     """Remove a tree of any depth without recursion. pytest's own clean-up of old
     temporary directories (shutil.rmtree) recurses per level and would fail on it."""

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import zstandard
-from helpers import VIGIL, age_keygen, flip_byte, tree_listing, vigil, vigil_json
+from helpers import VIGIL, age_keygen, flip_byte, open_files, tree_listing, vigil, vigil_json
 from test_s3 import s3_dest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -273,16 +273,6 @@ def test_a_database_restored_from_an_incremental_backup_is_that_backups_dump(tmp
     assert rows == ["day", "0", "day", "1"]
 
 
-def _open_files(pid: int) -> list[str]:
-    out = []
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
-        try:
-            out.append(os.readlink(fd))
-        except OSError:
-            continue
-    return out
-
-
 def test_a_volatile_file_that_changed_while_read_is_read_again_next_time(tmp_path, make_job):
     src = tmp_path / "src"
     (src / "logs").mkdir(parents=True)
@@ -295,7 +285,7 @@ def test_a_volatile_file_that_changed_while_read_is_read_again_next_time(tmp_pat
     proc = subprocess.Popen([VIGIL, "--config", str(job), "run"], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
-        while not any(p.endswith("logs/app.log") for p in _open_files(proc.pid)):
+        while not any(p.endswith("logs/app.log") for p in open_files(proc.pid)):
             assert time.time() < deadline and proc.poll() is None, "the run never opened the log"
             time.sleep(0.005)
         with open(log, "r+b") as fh:  # same size: only the times tell

@@ -26,6 +26,7 @@ from helpers import (
     files_and_sqlite,
     files_job_body,
     flip_byte,
+    open_files,
     tree_listing,
     vigil,
     vigil_json,
@@ -530,17 +531,6 @@ def test_progress_bars_only_on_a_terminal(tmp_path, make_job, app_tree):
     assert (tmp_path / "r/upload.bin").stat().st_size == 192 << 20
 
 
-def _open_files(pid: int) -> list[str]:
-    """What a process has open, by path (descriptors closed meanwhile skipped)."""
-    out = []
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
-        try:
-            out.append(os.readlink(fd))
-        except OSError:
-            continue
-    return out
-
-
 def test_root_renamed_away_during_the_run_fails_it_and_prunes_nothing(tmp_path, make_job, app_tree):
     dest = tmp_path / "backups"
     job = make_job(files_job_body(app_tree, dest) + "[retention]\nkeep_last = 1\n")
@@ -555,7 +545,7 @@ def test_root_renamed_away_during_the_run_fails_it_and_prunes_nothing(tmp_path, 
         wait_for_step(job, "source:app")
         # The step is journaled just before the root is opened: wait until the big file is being read.
         deadline = time.time() + 60
-        while not any(path.endswith("0-huge.sparse") for path in _open_files(proc.pid)):
+        while not any(path.endswith("0-huge.sparse") for path in open_files(proc.pid)):
             assert time.time() < deadline and proc.poll() is None, "the run never opened 0-huge.sparse"
             time.sleep(0.01)
         app_tree.rename(tmp_path / "www-moved")

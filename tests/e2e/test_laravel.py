@@ -358,3 +358,38 @@ def test_writes_into_the_config_directory_and_never_twice(tmp_path):
     assert second.returncode == 2 and f"{jobs / 'blog.toml'} already exists" in second.stderr
     assert (jobs / "blog.toml").read_text() == written
     vigil("run", "blog", config=jobs, check=0)
+
+
+def test_a_job_the_loader_would_refuse_is_never_written_into_the_jobs_directory(tmp_path):
+    app = laravel_app(tmp_path / "app", "APP_NAME=Billing\nDB_CONNECTION=mysql\nDB_PORT=0\nDB_DATABASE=billing\n")
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "other.toml").write_text(f'[[source]]\ntype = "files"\npath = "{app}"\n'
+                                     f'[[destination]]\ntype = "local"\npath = "{tmp_path / "b"}"\n')
+    proc = vigil("--config", str(jobs), "init", "--laravel", str(app), "--root", str(tmp_path / "empty-root"))
+    assert proc.returncode == 2 and "DB_PORT: '0' is not a port number" in proc.stderr
+    (app / ".env").write_text("APP_NAME=Billing\nDB_CONNECTION=sqlite\nMAIL_MAILER=smtp\nMAIL_HOST=mx\n"
+                              "MAIL_FROM_ADDRESS='not an address'\n")
+    proc = vigil("--config", str(jobs), "init", "--laravel", str(app), "--notify-email", "ops@example.com",
+                 "--root", str(tmp_path / "empty-root"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{jobs / 'billing.toml'} not written" in proc.stderr and "from" in proc.stderr
+    assert sorted(p.name for p in jobs.iterdir()) == ["other.toml"]  # no half-made job, no temporary file
+    vigil("list", "other", config=jobs, check=0)  # the other jobs are untouched
+
+
+def test_a_symlinked_sqlite_database_is_left_out_under_both_names(tmp_path, make_job):
+    import sqlite3
+
+    tree = tmp_path / "site"
+    (tree / "storage").mkdir(parents=True)
+    (tree / "database").mkdir()
+    sqlite3.connect(tree / "storage/real.sqlite").execute("CREATE TABLE t (x)").connection.close()
+    (tree / "database/database.sqlite").symlink_to("../storage/real.sqlite")
+    job = make_job("\n" + toml({"source": [files_source(tree), sqlite_source(tree / "database/database.sqlite")],
+                                "destination": [local_destination(tmp_path / "backups")]}))
+    vigil("run", config=job, check=0)
+    [backup] = committed(tmp_path / "backups")
+    names = subprocess.run(f"zstd -dc < '{backup}/files-app.tar.zst' | tar t", shell=True, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert "storage/real.sqlite" not in names and "database/database.sqlite" not in names, names

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from vigil.errors import ConfigError
 
@@ -108,18 +109,21 @@ def app_database(app: Path, env: Mapping[str, str | None]) -> tuple[AppDatabase 
                       "no database source written")
     if kind == "sqlite":
         raw = _value(env, "DB_DATABASE") or "database/database.sqlite"
+        if raw == ":memory:" or raw.startswith("file:"):
+            return None, f"DB_DATABASE={raw} is not a database file: no database source written"
         # Relative to the app (artisan's working directory), normalised as vigil's loader does.
         return AppDatabase(kind, path=Path(os.path.normpath(app / raw))), None
-    port = _value(env, "DB_PORT")
-    if port is not None and not port.isdigit():
+    url = urlsplit(_value(env, "DB_URL") or _value(env, "DATABASE_URL") or "")  # Laravel prefers it to DB_*
+    port = str(url.port) if url.hostname and url.port else _value(env, "DB_PORT")
+    if port is not None and not (port.isascii() and port.isdecimal() and 0 < int(port) < 65536):
         raise ConfigError(f"{app / '.env'}: DB_PORT: {port!r} is not a port number")
-    database = _value(env, "DB_DATABASE")
+    database = url.path.lstrip("/") if url.hostname and url.path.strip("/") else _value(env, "DB_DATABASE")
     if database is None:
         raise ConfigError(f"{app / '.env'}: DB_DATABASE is not set (DB_CONNECTION={connection})")
-    sock = _value(env, "DB_SOCKET") if kind == "mysql" else None
-    return AppDatabase(kind, host=None if sock else _value(env, "DB_HOST") or "127.0.0.1",
+    sock = _value(env, "DB_SOCKET") if kind == "mysql" and not url.hostname else None
+    return AppDatabase(kind, host=None if sock else url.hostname or _value(env, "DB_HOST") or "127.0.0.1",
                        port=None if sock else int(port) if port else DEFAULT_PORTS[kind], socket=sock,
-                       database=database, user=_value(env, "DB_USERNAME")), None
+                       database=database, user=url.username or _value(env, "DB_USERNAME")), None
 
 
 def _database_source(db: AppDatabase) -> dict[str, object]:
@@ -143,12 +147,15 @@ def _email(env: Mapping[str, str | None], to: str, host: str) -> tuple[dict[str,
     port = _value(env, "MAIL_PORT")
     encryption = (_value(env, "MAIL_ENCRYPTION") or "").lower()
     scheme = (_value(env, "MAIL_SCHEME") or "").lower()  # Laravel 11: smtp | smtps
-    ssl = encryption == "ssl" or scheme == "smtps" or (not encryption and not scheme and port == "465")
-    starttls = not ssl and encryption == "tls"
     username = _value(env, "MAIL_USERNAME")
+    # As Laravel's mailer does: TLS from the first byte on port 465 (or scheme smtps), STARTTLS
+    # elsewhere; and never a password over a plain connection.
+    ssl = port == "465" or scheme == "smtps"
+    starttls = not ssl and (encryption in ("tls", "ssl") or username is not None)
     channel: dict[str, object] = {
         "type": "email", "name": "email", "on": ["failure", "unhealthy", "recovered"], "smtp_host": smtp_host,
-        "smtp_port": int(port) if port and port.isdigit() else None, "starttls": starttls or None,
+        "smtp_port": int(port) if port and port.isascii() and port.isdecimal() else None,
+        "starttls": starttls or None,
         "ssl": ssl or None, "username": username,
         "password_env": "MAIL_PASSWORD" if username and env.get("MAIL_PASSWORD") is not None else None,
         "from": _value(env, "MAIL_FROM_ADDRESS") or f"vigil@{host}", "to": [to]}

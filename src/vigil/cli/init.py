@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+import msgspec
 
 from vigil.cli.common import ROOT, state
 from vigil.state.journal import Outcome
+
+if TYPE_CHECKING:
+    from vigil.config.schema import Job
 
 
 @click.command()
@@ -58,36 +64,55 @@ def init(ctx: click.Context, /, app: Path, name: str | None, notify_email: str |
     configured = state(ctx).config or os.environ.get("VIGIL_CONFIG")
     jobs_dir = Path(configured) if configured and Path(configured).is_dir() else Path(JOBS_DIR)
     target = Path(os.path.abspath(output or jobs_dir / f"{result.name}.toml"))
-    _write_new(target, result.text)
+    job = _write_new(target, result.text, load_job_file)
     for note in result.notes:
         print(f"note: {note}")
     if scripts:
         print(f"old backup script(s) named for doctor: {', '.join(scripts)}")
     print(f"wrote {target}\n")
-    job = load_job_file(target)  # what init writes, vigil's own loader must take
     print("doctor:")
     bad = print_findings(job, root, strict=False, new=True)
-    if target.parent == jobs_dir.absolute():  # where the other commands look already, or are told to
-        config = f" --config {shlex.quote(str(configured))}" if configured else ""
-    else:
+    if target.parent != jobs_dir.absolute():
         config = f" --config {shlex.quote(str(target))}"
+    elif configured and Path(configured).is_dir():
+        config = f" --config {shlex.quote(str(configured))}"
+    else:  # the default jobs directory (a --config FILE does not hold the new job)
+        config = "" if jobs_dir == Path(JOBS_DIR) and not configured else f" --config {shlex.quote(str(target))}"
     print("\nnext:")
     print(f"  vigil{config} run {job.name}")
     print(f"  vigil{config} schedule install {job.name}")
     return Outcome.FAILED if bad else Outcome.SUCCESS
 
 
-def _write_new(path: Path, text: str) -> None:
-    """Create the job file; never replace one (a job's history hangs on its file)."""
+def _write_new(path: Path, text: str, load: Callable[[Path], Job]) -> Job:
+    """Create the job file, once vigil's own loader took it; never replace one (a job's history
+    hangs on its file), and never leave one that does not load in a jobs directory, where it
+    would stop every other job's commands."""
+    import tempfile
+
     from vigil.errors import ConfigError
 
+    if os.path.lexists(path):
+        raise ConfigError(f"--output: {path} already exists; refusing to overwrite it "
+                          "(remove it, or give another --output or --name)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"--output: {path} already exists; refusing to overwrite it "
-                          "(remove it, or give another --output or --name)") from None
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")  # 0600, not *.toml
     except OSError as exc:
         raise ConfigError(f"--output: cannot create {path} ({exc.strerror})") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        try:
+            job = load(Path(tmp))
+        except ConfigError as exc:
+            raise ConfigError(f"{path} not written: the app's .env gives a job vigil cannot load: "
+                              f"{str(exc).replace(tmp, str(path))}") from None
+        os.link(tmp, path)  # fails if the name was taken meanwhile: no overwrite
+    except FileExistsError:
+        raise ConfigError(f"--output: {path} already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise ConfigError(f"--output: cannot create {path} ({exc.strerror})") from None
+    finally:
+        os.unlink(tmp)
+    return msgspec.structs.replace(job, config_path=path)

@@ -240,18 +240,18 @@ def _own_databases(source: FilesSource) -> set[str]:
     """The job's sqlite databases inside this tree, with their -wal, -journal and -shm files, as
     paths relative to its root: archived raw, a live database may be torn, and its sqlite source
     stores a consistent copy of it already."""
-    roots = {str(source.cfg.path), os.path.realpath(source.cfg.path)}
+    roots = {str(source.cfg.path).rstrip("/") + "/", os.path.realpath(source.cfg.path).rstrip("/") + "/"}
     found: set[str] = set()
     for cfg in source.ctx.job.source:
         if not isinstance(cfg, SqliteConfig):
             continue
-        for root, path in ((r, p) for r in roots for p in (str(cfg.path), os.path.realpath(cfg.path))):
-            if path.startswith(root.rstrip("/") + "/"):
-                rel = path[len(root.rstrip("/")) + 1:]
-                found.update(rel + suffix for suffix in ("", "-wal", "-journal", "-shm"))
-                source.ctx.log.info("%s: leaving out %s (and its -wal, -journal, -shm): sqlite source %s "
-                                    "stores a consistent copy", source.label, rel, cfg.name)
-                break
+        # The path as configured and the file it leads to (a symlink in the tree may point elsewhere in it).
+        rels = {path[len(root):] for root in roots for path in (str(cfg.path), os.path.realpath(cfg.path))
+                if path.startswith(root)}
+        for rel in sorted(rels):
+            found.update(rel + suffix for suffix in ("", "-wal", "-journal", "-shm"))
+            source.ctx.log.info("%s: leaving out %s (and its -wal, -journal, -shm): sqlite source %s "
+                                "stores a consistent copy", source.label, rel, cfg.name)
     return found
 
 

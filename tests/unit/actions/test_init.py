@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from vigil.actions.init import laravel_job, slug, toml_value
 from vigil.config.load import load_job_file
 from vigil.config.schema import EmailNotify, FilesSource, Job, MysqlSource, PostgresSource, SqliteSource
+from vigil.errors import ConfigError
 
 SECRETS = {"APP_KEY": "base64:S2VlcE1lT3V0T2ZUaGVKb2JGaWxlMTIzNDU2Nzg5MA==", "DB_PASSWORD": "db-pw #with 'quotes'",
            "MAIL_PASSWORD": "mail-pw-9f8e7d", "REDIS_PASSWORD": "redis-pw-1a2b3c",
@@ -95,11 +96,30 @@ def test_a_mailer_that_is_not_smtp_is_said_and_writes_no_channel(tmp_path, maile
     assert any(f"MAIL_MAILER is {mailer or 'not set'}, not smtp" in note for note in result.notes)
 
 
-def test_ssl_from_encryption_scheme_or_port(tmp_path):
-    for extra in ({"MAIL_ENCRYPTION": "ssl"}, {"MAIL_ENCRYPTION": "", "MAIL_SCHEME": "smtps"},
-                  {"MAIL_ENCRYPTION": "", "MAIL_PORT": "465"}):
+def test_tls_as_laravels_mailer_chooses_it(tmp_path):
+    """TLS from the first byte on port 465 or with scheme smtps, whatever MAIL_ENCRYPTION says;
+    STARTTLS on any other port (Laravel's mailer upgrades whenever the server offers it), and so
+    never a password over a plain connection."""
+    for extra in ({"MAIL_ENCRYPTION": "", "MAIL_SCHEME": "smtps"}, {"MAIL_ENCRYPTION": "", "MAIL_PORT": "465"},
+                  {"MAIL_ENCRYPTION": "tls", "MAIL_PORT": "465"}):
         job = load(tmp_path, laravel_job(tmp_path, {**MYSQL, **extra}, notify_email="a@b.c").text)
         assert job.notify[0].ssl and not job.notify[0].starttls, extra
+    for extra in ({"MAIL_ENCRYPTION": "ssl"}, {"MAIL_ENCRYPTION": "null"}, {"MAIL_ENCRYPTION": ""}):
+        job = load(tmp_path, laravel_job(tmp_path, {**MYSQL, **extra}, notify_email="a@b.c").text)
+        assert job.notify[0].starttls and not job.notify[0].ssl, extra
+
+
+def test_db_url_wins_over_db_keys_and_an_in_memory_sqlite_is_no_source(tmp_path):
+    env = {**MYSQL, "DB_URL": "mysql://shop:url-pw-55@db.internal:3307/prod"}
+    result = laravel_job(tmp_path, env)
+    job = load(tmp_path, result.text)
+    db = job.source[1]
+    assert (db.host, db.port, db.user, db.database) == ("db.internal", 3307, "shop", "prod")
+    assert "url-pw-55" not in result.text
+    result = laravel_job(tmp_path, {**MYSQL, "DB_CONNECTION": "sqlite", "DB_DATABASE": ":memory:"})
+    assert 'type = "sqlite"' not in result.text and any(":memory:" in n for n in result.notes)
+    with pytest.raises(ConfigError, match="DB_PORT"):
+        laravel_job(tmp_path, {**MYSQL, "DB_PORT": "\u00b2"})
 
 
 def test_unsupported_connection_is_said(tmp_path):

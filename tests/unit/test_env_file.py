@@ -48,3 +48,16 @@ def test_reference_to_an_earlier_line_and_to_nothing(tmp_path, monkeypatch):
     path = tmp_path / ".env"
     path.write_text('A=one\nB="${A}-two"\nC=${UNSET_ANYWHERE}\nD="${UNSET_ANYWHERE:-fallback}"\n')
     assert read_env_file(path) == {"A": "one", "B": "one-two", "C": "", "D": "fallback"}
+
+
+def test_a_secret_the_app_reads_as_nothing_is_no_password(monkeypatch, tmp_path):
+    """Laravel's env() reads `null` and `empty` (bare or in parentheses) as no value: the
+    database user without a password must not be tried with the word."""
+    from vigil.config.secrets import EnvVar, env_value
+
+    monkeypatch.delenv("DB_PASSWORD", raising=False)
+    for word in ("null", "(null)", "empty", "(empty)", "NULL"):
+        assert env_value(EnvVar.of("DB_PASSWORD", {"DB_PASSWORD": word}, tmp_path / ".env")) == ""
+    assert env_value(EnvVar.of("DB_PASSWORD", {"DB_PASSWORD": "nullable"}, tmp_path / ".env")) == "nullable"
+    monkeypatch.setenv("DB_PASSWORD", "null")  # the process environment is taken as it is
+    assert env_value(EnvVar.of("DB_PASSWORD", {"DB_PASSWORD": "x"}, tmp_path / ".env")) == "null"

@@ -40,11 +40,17 @@ class EnvVar(str):
         return var
 
 
+# What Laravel's env() makes of these words in a .env: no value at all.
+_LARAVEL_NOTHING = {"null", "(null)", "empty", "(empty)"}
+
+
 def env_value(name: str) -> str | None:
-    """A `*_env` variable's value: the process environment first, then the job's env_file."""
+    """A `*_env` variable's value: the process environment first, then the job's env_file, read
+    as the app reads it (`DB_PASSWORD=null` is no password, not the word)."""
     if name in os.environ:
         return os.environ[name]
-    return getattr(name, "dotenv", {}).get(name)
+    value: str | None = getattr(name, "dotenv", {}).get(name)
+    return "" if value is not None and value.strip().lower() in _LARAVEL_NOTHING else value
 
 
 def env_missing(name: str) -> str:

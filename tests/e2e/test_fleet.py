@@ -132,3 +132,39 @@ def test_fleet_of_1000_jobs(s3_server, s3_bucket, monkeypatch, capsys):
     assert len(jobs) == 1000
     assert sorted(j["job"] for j in jobs if j["status"] == "CRITICAL") == ["job0007", "job0257", "job0507",
                                                                            "job0757"]
+
+
+def _local_job(root, rel, now=None, status_patch=None, age=timedelta(hours=2), **kw):
+    """A job folder under `root` as a host leaves it: status.json and the newest backup's manifest."""
+    name = rel.rsplit("/", 1)[-1]
+    bid, status, manifest = status_and_manifest(name, "web1", now or datetime.now(UTC), age=age, **kw)
+    folder = root / rel
+    (folder / bid).mkdir(parents=True)
+    patched = {**json.loads(status), **(status_patch or {})}
+    (folder / "status.json").write_text(json.dumps(patched))
+    (folder / bid / "manifest.json").write_bytes(manifest)
+    return folder, bid
+
+
+def test_output_never_writes_through_a_planted_link(tmp_path):
+    root = tmp_path / "fleet"
+    _local_job(root, "shop")
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / ".page.html.tmp").symlink_to(victim)
+    vigil("fleet", str(root), "--format", "html", "--output", str(out / "page.html"), check=0)
+    assert victim.read_text() == "precious\n"
+    assert (out / "page.html").read_text().startswith("<!DOCTYPE html>")
+    assert (out / "page.html").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in out.iterdir()) == [".page.html.tmp", "page.html"]
+
+
+def test_output_that_cannot_be_written_is_unknown(tmp_path):
+    root = tmp_path / "fleet"
+    _local_job(root, "shop")
+    proc = vigil("fleet", str(root), "--output", str(tmp_path / "nowhere" / "x.txt"), check=3)
+    assert "cannot write" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    nagios = vigil("fleet", str(root), "--format", "nagios", "--output", str(tmp_path / "nowhere" / "x"), check=3)
+    assert nagios.stdout.startswith("VIGIL UNKNOWN - cannot write") and nagios.stdout.count("\n") == 1

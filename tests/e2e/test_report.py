@@ -108,3 +108,21 @@ def test_html_report_can_go_to_stdout(tmp_path, make_job, app_tree):
     vigil("run", config=job, check=0)
     out = vigil("report", "--html", "-", config=job, check=0).stdout
     assert out.startswith("<!DOCTYPE html>") and out.count('<section class="job"') == 1
+
+
+def test_html_report_that_cannot_be_written_is_one_line_exit_2(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "b"))
+    proc = vigil("report", "--html", str(tmp_path / "nowhere" / "x.html"), config=job, check=2)
+    assert "cannot write" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # To stdout, nothing claims a file named "-" was written.
+    out = vigil("report", "--html", "-", config=job, check=0)
+    assert "wrote" not in out.stderr
+
+
+def test_html_report_never_writes_through_a_planted_link(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "b"))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / ".r.html.tmp").symlink_to(victim)
+    vigil("report", "--html", str(tmp_path / "r.html"), config=job, check=0)
+    assert victim.read_text() == "precious\n" and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -168,3 +169,19 @@ def test_output_that_cannot_be_written_is_unknown(tmp_path):
     assert "cannot write" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     nagios = vigil("fleet", str(root), "--format", "nagios", "--output", str(tmp_path / "nowhere" / "x"), check=3)
     assert nagios.stdout.startswith("VIGIL UNKNOWN - cannot write") and nagios.stdout.count("\n") == 1
+
+
+def test_a_fifo_for_a_status_or_manifest_is_unreadable_not_a_hang(tmp_path):
+    root = tmp_path / "fleet"
+    _local_job(root, "shop")
+    blog, _ = _local_job(root, "blog")
+    (blog / "status.json").unlink()
+    os.mkfifo(blog / "status.json")
+    api, bid = _local_job(root, "api")
+    (api / bid / "manifest.json").unlink()
+    os.mkfifo(api / bid / "manifest.json")
+    proc = vigil("fleet", str(root), "--format", "json", check=2, timeout=30)
+    jobs = {j["job"]: j for j in json.loads(proc.stdout)["jobs"]}
+    assert jobs["shop"]["status"] == "OK"
+    for name in ("blog", "api"):
+        assert jobs[name]["status"] == "CRITICAL" and "not a regular file" in " ".join(jobs[name]["reasons"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -94,12 +95,15 @@ class LocalStore(Store):
 
     def get(self, rel: str, limit: int) -> bytes | None:
         try:
-            fd = os.open(self.root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # Non-blocking: opening a FIFO planted under a status or manifest name must not hang.
+            fd = os.open(self.root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise Unreadable(f"cannot read {self.url}{rel}: {exc.strerror or exc}") from None
         with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Unreadable(f"cannot read {self.url}{rel}: not a regular file")
             try:
                 return fh.read(limit + 1)
             except OSError as exc:

@@ -185,3 +185,16 @@ def test_a_fifo_for_a_status_or_manifest_is_unreadable_not_a_hang(tmp_path):
     assert jobs["shop"]["status"] == "OK"
     for name in ("blog", "api"):
         assert jobs[name]["status"] == "CRITICAL" and "not a regular file" in " ".join(jobs[name]["reasons"])
+
+
+def test_a_job_with_only_a_partial_backup_is_critical(tmp_path):
+    """A first run killed mid-backup leaves only `.partial-<id>`: that job is there, with no backup."""
+    root = tmp_path / "fleet"
+    _local_job(root, "shop")
+    bid, _, _ = status_and_manifest("blog", "web1", datetime.now(UTC))
+    (root / "blog" / f".partial-{bid}").mkdir(parents=True)
+    (root / "notes" / ".cache").mkdir(parents=True)  # not a job
+    proc = vigil("fleet", str(root), "--format", "json", check=2)
+    jobs = {j["job"]: j for j in json.loads(proc.stdout)["jobs"]}
+    assert set(jobs) == {"shop", "blog"}
+    assert jobs["blog"]["status"] == "CRITICAL" and "no complete backup" in jobs["blog"]["reasons"]

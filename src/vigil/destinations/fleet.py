@@ -23,6 +23,7 @@ from typing import Any
 
 from vigil.config.schema import import_extra
 from vigil.destinations.base import STATUS, DamagedBackup, parse_manifest
+from vigil.destinations.local import PARTIAL
 from vigil.errors import VigilError
 from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, Manifest, is_backup_id
 
@@ -221,7 +222,9 @@ def _visit(store: Store, rel: str, depth: int, listing: tuple[list[str], list[st
     try:
         dirs, files = listing if listing is not None else store.listdir(rel)
         ids = [d for d in dirs if is_backup_id(d)]
-        if STATUS not in files and not ids:
+        # A first run killed mid-upload leaves only its partial folder: a job with no complete backup.
+        partial = any(d.startswith(PARTIAL) and is_backup_id(d[len(PARTIAL):]) for d in dirs)
+        if STATUS not in files and not ids and not partial:
             return None, [_join(rel, d) for d in dirs if not d.startswith(".")] if depth > 0 else []
         job.backups = len(ids)
         _status(store, job)

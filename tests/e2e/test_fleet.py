@@ -198,3 +198,16 @@ def test_a_job_with_only_a_partial_backup_is_critical(tmp_path):
     jobs = {j["job"]: j for j in json.loads(proc.stdout)["jobs"]}
     assert set(jobs) == {"shop", "blog"}
     assert jobs["blog"]["status"] == "CRITICAL" and "no complete backup" in jobs["blog"]["reasons"]
+
+
+def test_jobs_deeper_than_the_search_are_unknown_not_dropped(tmp_path):
+    root = tmp_path / "fleet"
+    _local_job(root, "dc1/web1/shop")  # three levels: found
+    _local_job(root, "dc1/rack2/web2/blog")  # four levels: beyond the search
+    proc = vigil("fleet", str(root), "--format", "json", check=3)
+    jobs = {j["job"]: j for j in json.loads(proc.stdout)["jobs"]}
+    assert jobs["dc1/web1/shop"]["status"] == "OK"
+    [line] = jobs["dc1/rack2/web2"]["reasons"]
+    assert jobs["dc1/rack2/web2"]["status"] == "UNKNOWN" and "not searched" in line and "blog" in line
+    nagios = vigil("fleet", str(root), "--format", "nagios", check=3).stdout
+    assert nagios.startswith("VIGIL UNKNOWN - dc1/rack2/web2: not searched") and nagios.count("\n") == 1

@@ -24,10 +24,11 @@ from vigil.actions.health import (
     evaluate,
     next_due,
 )
-from vigil.destinations.fleet import JobFolder, open_store, read_fleet
+from vigil.destinations.fleet import MAX_DEPTH, JobFolder, open_store, read_fleet
 from vigil.formats.manifest import parse_iso
 from vigil.state.journal import Outcome, RunRow
 
+TOO_DEEP_SHOWN = 3  # folder names listed in the one line that says they were not searched
 DEFAULT_MAX_RUNTIME = timedelta(hours=6)  # [health] max_runtime's default, for a status that does not say
 
 
@@ -138,6 +139,11 @@ def facts(folder: JobFolder) -> tuple[Facts, list[str]]:
 
 
 def judge(folder: JobFolder, now: datetime) -> JobHealth:
+    if folder.too_deep:
+        shown = ", ".join(folder.too_deep[:TOO_DEEP_SHOWN]) + (", ..." if len(folder.too_deep) > TOO_DEEP_SHOWN else "")
+        return JobHealth(folder.path or folder.name, UNKNOWN, [
+            f"not searched: {len(folder.too_deep)} folder(s) below {folder.path}/ ({shown}) lie deeper than "
+            f"{MAX_DEPTH} levels under the fleet's root; point vigil fleet at a folder further down"])
     f, problems = facts(folder)
     h = evaluate(f, now)
     if problems:

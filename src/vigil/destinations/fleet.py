@@ -17,7 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class JobFolder:
     damaged: DamagedBackup | None = None  # a backup newer than `newest` whose manifest does not check out
     backups: int = 0  # backup folders listed (committed or not)
     error: str | None = None  # the folder could not be read
+    too_deep: list[str] = field(default_factory=list)  # sub-folders below the search depth, not searched
 
 
 class Store(ABC):
@@ -225,7 +226,11 @@ def _visit(store: Store, rel: str, depth: int, listing: tuple[list[str], list[st
         # A first run killed mid-upload leaves only its partial folder: a job with no complete backup.
         partial = any(d.startswith(PARTIAL) and is_backup_id(d[len(PARTIAL):]) for d in dirs)
         if STATUS not in files and not ids and not partial:
-            return None, [_join(rel, d) for d in dirs if not d.startswith(".")] if depth > 0 else []
+            below = [d for d in dirs if not d.startswith(".")]
+            if depth > 0 or not below:
+                return None, [_join(rel, d) for d in below]
+            job.too_deep = sorted(below)  # said, never dropped silently: a job may be down there
+            return job, []
         job.backups = len(ids)
         _status(store, job)
         _newest(store, job, ids)

@@ -211,3 +211,16 @@ def test_jobs_deeper_than_the_search_are_unknown_not_dropped(tmp_path):
     assert jobs["dc1/rack2/web2"]["status"] == "UNKNOWN" and "not searched" in line and "blog" in line
     nagios = vigil("fleet", str(root), "--format", "nagios", check=3).stdout
     assert nagios.startswith("VIGIL UNKNOWN - dc1/rack2/web2: not searched") and nagios.count("\n") == 1
+
+
+def test_an_incremental_whose_chain_is_not_there_is_critical(tmp_path):
+    root = tmp_path / "fleet"
+    folder, bid = _local_job(root, "shop")
+    old = datetime.now(UTC) - timedelta(days=1)
+    base = f"{old:%Y%m%dT%H%M%SZ}-00abcd"
+    m = json.loads((folder / bid / "manifest.json").read_text())
+    m.update(kind="incremental", base=base, chain=[base])
+    (folder / bid / "manifest.json").write_text(json.dumps(m))
+    proc = vigil("fleet", str(root), "--format", "json", check=2)
+    [job] = json.loads(proc.stdout)["jobs"]
+    assert job["status"] == "CRITICAL" and f"chain broken: base {base} is missing" in " ".join(job["reasons"])

@@ -208,6 +208,10 @@ def _newest(store: Store, job: JobFolder, ids: list[str]) -> None:
         if data is None:
             continue  # not committed (yet)
         found = parse_manifest(data, job.name, backup_id)
+        # An incremental restores only with every backup of its chain: one not listed breaks it.
+        missing = next((c for c in found.chain if c not in ids), None) if isinstance(found, Manifest) else None
+        if missing is not None:
+            found = DamagedBackup(backup_id, f"chain broken: base {missing} is missing", tuple(found.chain))
         if isinstance(found, DamagedBackup):
             job.damaged = job.damaged or found
             continue

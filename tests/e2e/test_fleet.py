@@ -224,3 +224,18 @@ def test_an_incremental_whose_chain_is_not_there_is_critical(tmp_path):
     proc = vigil("fleet", str(root), "--format", "json", check=2)
     [job] = json.loads(proc.stdout)["jobs"]
     assert job["status"] == "CRITICAL" and f"chain broken: base {base} is missing" in " ".join(job["reasons"])
+
+
+def test_html_page_survives_dates_at_the_ends_of_time(tmp_path):
+    root = tmp_path / "fleet"
+    _local_job(root, "shop")
+    _local_job(root, "old", status_patch={"started_at": "0001-01-01T00:00:00Z"})
+    _local_job(root, "far", status_patch={"started_at": "9999-12-31T23:00:00Z"})
+    _local_job(root, "future", now=datetime(9998, 6, 1, tzinfo=UTC))
+    page = tmp_path / "fleet.html"
+    proc = vigil("fleet", str(root), "--format", "html", "--output", str(page))
+    assert proc.returncode in (2, 3)
+    assert "Traceback" not in proc.stderr and "cannot" not in proc.stderr
+    text = page.read_text()
+    assert text.count('<section class="job"') == 4
+    assert all(f'data-job="{name}"' in text for name in ("shop", "old", "far", "future"))

@@ -223,6 +223,17 @@ def _fleet_section(j: FleetJob, now: datetime) -> str:
             f"{timeline(events, label=f'{h.job}: newest backup, last run, now and deadline')}</section>")
 
 
+def _safe_fleet_section(j: FleetJob, now: datetime) -> str:
+    """One job's section; one whose values cannot be drawn still shows its status and reasons."""
+    try:
+        return _fleet_section(j, now)
+    except Exception as exc:  # noqa: BLE001 - one strange job must not take the whole page down
+        h = j.health
+        return (f'<section class="job" data-job="{esc(h.job)}"><h2>{esc(h.job)} {_badge(h.status)}</h2>'
+                f'{_reasons(h)}<p class="summary">cannot draw this job: {esc(exc.__class__.__name__)}: '
+                f"{esc(str(exc))}</p></section>")
+
+
 def fleet_page(jobs: Sequence[FleetJob], url: str, now: datetime) -> str:
     counts = Counter(j.health.status for j in jobs)
     badges = "".join(f"{_badge(s)} {counts[s]}&nbsp;" for s in ("CRITICAL", "WARNING", "UNKNOWN", "OK") if counts[s])
@@ -230,5 +241,5 @@ def fleet_page(jobs: Sequence[FleetJob], url: str, now: datetime) -> str:
                     f'<line class="rule {cls}" x1="3" x2="3" y1="0" y2="14"/></svg>{esc(text)}</span>'
                     for cls, text in (("backup", "newest backup"), ("now", "now"), ("deadline", "next backup due by")))
     body = (f'<div class="legend">{rules}</div><div class="counts">{badges}</div><div class="fleet">'
-            + "".join(_fleet_section(j, now) for j in jobs) + "</div>")
+            + "".join(_safe_fleet_section(j, now) for j in jobs) + "</div>")
     return _page("vigil fleet", f"{url}: {len(jobs)} job(s), {iso(now)}", body)

@@ -240,7 +240,8 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
     running = [r for r in f.runs if r.outcome == Outcome.RUNNING]
     if finished:
         last = finished[0]
-        if last.finished_at:
+        # A died run's finished_at is when a later run found it dead, not how long it ran.
+        if last.finished_at and last.outcome != Outcome.DIED:
             h.last_run_duration = round(last.finished_at - last.started_at, 3)
         if last.outcome.failed:
             crit.append(f"last run {last.run_id} {last.outcome}" + (f" at step {last.step}" if last.step else "")

@@ -71,7 +71,7 @@ def write_page(path: Path, text: str) -> None:
 
 
 def _text(r: JobReport) -> str:
-    from vigil.actions.report import kind
+    from vigil.actions.report import kind, run_took
 
     h = r.health
     lines = [f"{r.job}: {h.status}, {len(r.runs)} run(s) from {iso(r.since)[:10]} to {iso(r.until)[:10]}"
@@ -80,7 +80,7 @@ def _text(r: JobReport) -> str:
     if r.runs:
         rows = []
         for run in r.runs:
-            took = format_duration(run.finished_at - run.started_at) if run.finished_at else "-"
+            took = format_duration(run.finished_at - run.started_at) if run_took(run) else "-"
             detail = run.error or (f"{len(run.warnings)}: {run.warnings[0]}" if run.warnings else "")
             rows.append([iso(run.started_at) or "", run.outcome, run.step or "-", took, human_size(run.bytes),
                          detail or "-", (run.started_by or "?")[:40]])

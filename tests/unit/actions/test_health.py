@@ -287,3 +287,11 @@ def test_a_backup_dated_in_the_future_is_a_warning_not_freshness() -> None:
     assert evaluate(facts(ages_h=(-0.05, 4.0)), NOW).status == OK
     reported = evaluate(facts(reported_at=NOW + timedelta(days=2)), NOW)
     assert reported.status == WARNING and "clock skew?" in reported.reasons[0]
+
+
+def test_a_died_run_has_no_duration() -> None:
+    # Found dead a day after it started: its finished_at is the finding, not the run's end.
+    died = run(2, T - 86400, T - 60, "died", step="source:app")
+    h = evaluate(facts(runs=[died, run(1, T - 90000, T - 89900)]), NOW)
+    assert h.status == CRITICAL and h.last_run_duration is None
+    assert evaluate(facts(runs=[run(1, T - 3600, T - 3500)]), NOW).last_run_duration == 100

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from gen_history import status_and_manifest
-from helpers import files_job_body, vigil
+from helpers import VIGIL, files_job_body, vigil
 from test_report import _check_page
 from test_s3 import s3_dest
 
@@ -57,8 +58,11 @@ def test_fleet_of_a_local_directory(tmp_path, make_job, app_tree):
     out = vigil("fleet", str(_two_hosts_local), "--format", "json", check=0).stdout
     [entry] = json.loads(out)["jobs"]
     assert entry["job"] == "shop" and entry["status"] == "OK" and entry["host"]
-    # The job folder itself is a fleet of one.
+    # The job folder itself is a fleet of one, named by its own name even as ".".
     vigil("fleet", str(_two_hosts_local / "shop"), check=0)
+    proc = subprocess.run([VIGIL, "fleet", ".", "--format", "json"], cwd=_two_hosts_local / "shop",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and [j["job"] for j in json.loads(proc.stdout)["jobs"]] == ["shop"]
 
 
 def test_a_job_that_stopped_reporting_is_critical(tmp_path):
@@ -239,3 +243,9 @@ def test_html_page_survives_dates_at_the_ends_of_time(tmp_path):
     text = page.read_text()
     assert text.count('<section class="job"') == 4
     assert all(f'data-job="{name}"' in text for name in ("shop", "old", "far", "future"))
+
+
+def test_unknown_nagios_line_is_one_line_without_perfdata(tmp_path):
+    odd = tmp_path / "a|b\nc"
+    proc = vigil("fleet", str(odd), "--format", "nagios", check=3)
+    assert proc.stdout.startswith("VIGIL UNKNOWN - ") and proc.stdout.count("\n") == 1 and "|" not in proc.stdout

@@ -75,11 +75,18 @@ class Store(ABC):
     def where(self, rel: str) -> str:
         return self.url + (rel + "/" if rel else "")
 
+    def root_name(self) -> str:
+        """The root folder's own name: the job's, when the root is a job folder."""
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
 
 class LocalStore(Store):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root).rstrip("/") + "/"
+
+    def root_name(self) -> str:
+        return self.root.resolve().name  # `vigil fleet .` in a job folder names that job, not "."
 
     def listdir(self, rel: str) -> tuple[list[str], list[str]]:
         dirs, files = [], []
@@ -222,7 +229,7 @@ def _newest(store: Store, job: JobFolder, ids: list[str]) -> None:
 def _visit(store: Store, rel: str, depth: int, listing: tuple[list[str], list[str]] | None = None
            ) -> tuple[JobFolder | None, list[str]]:
     """A folder: the job it is, or the folders below it to search (at most `depth` levels)."""
-    name = rel.rsplit("/", 1)[-1] or store.url.rstrip("/").rsplit("/", 1)[-1]
+    name = rel.rsplit("/", 1)[-1] or store.root_name()
     job = JobFolder(rel, name)
     try:
         dirs, files = listing if listing is not None else store.listdir(rel)

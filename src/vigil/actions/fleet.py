@@ -86,7 +86,7 @@ def zone(st: dict[str, Any]) -> tzinfo:
 
 
 def _schedule(st: dict[str, Any], tz: tzinfo) -> str | None:
-    schedule = _get(st, "schedule", str)
+    schedule: str | None = _get(st, "schedule", str)
     if schedule is not None:
         try:
             next_due(schedule, datetime.now(UTC), tz)

@@ -80,7 +80,8 @@ def _text(r: JobReport) -> str:
     if r.runs:
         rows = []
         for run in r.runs:
-            took = format_duration(run.finished_at - run.started_at) if run_took(run) else "-"
+            seconds = run_took(run)
+            took = "-" if seconds is None else format_duration(seconds)
             detail = run.error or (f"{len(run.warnings)}: {run.warnings[0]}" if run.warnings else "")
             rows.append([iso(run.started_at) or "", run.outcome, run.step or "-", took, human_size(run.bytes),
                          detail or "-", (run.started_by or "?")[:40]])

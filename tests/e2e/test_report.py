@@ -108,3 +108,52 @@ def test_html_report_can_go_to_stdout(tmp_path, make_job, app_tree):
     vigil("run", config=job, check=0)
     out = vigil("report", "--html", "-", config=job, check=0).stdout
     assert out.startswith("<!DOCTYPE html>") and out.count('<section class="job"') == 1
+
+
+def test_html_report_that_cannot_be_written_is_one_line_exit_2(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "b"))
+    proc = vigil("report", "--html", str(tmp_path / "nowhere" / "x.html"), config=job, check=2)
+    assert "cannot write" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # To stdout, nothing claims a file named "-" was written.
+    out = vigil("report", "--html", "-", config=job, check=0)
+    assert "wrote" not in out.stderr
+
+
+def test_html_report_never_writes_through_a_planted_link(tmp_path, make_job, app_tree):
+    job = make_job(files_job_body(app_tree, tmp_path / "b"))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / ".r.html.tmp").symlink_to(victim)
+    vigil("report", "--html", str(tmp_path / "r.html"), config=job, check=0)
+    assert victim.read_text() == "precious\n" and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_died_run_has_no_duration_and_old_unfinished_rows_stay_out(tmp_path, make_job, app_tree):
+    from gen_history import backup_id
+
+    from vigil.state.journal import Journal, Outcome, RunRow
+
+    job = make_job(files_job_body(app_tree, tmp_path / "b"))
+    vigil("run", config=job, check=0)
+    now = datetime.now(UTC)
+    died_at = now - timedelta(days=2)
+    ancient = now - timedelta(days=90)
+    with Journal(tmp_path / "state") as journal:
+        # Found dead two days after it started: that is no duration of the run.
+        journal.insert_run(RunRow(backup_id(died_at, 1), "app", 4242, "web1", died_at.timestamp()))
+        journal.finish_run(backup_id(died_at, 1), Outcome.DIED, step="source:app", error="died", warnings=[],
+                           nbytes=None, backup_id=None, finished_at=now.timestamp() - 60)
+        journal.insert_run(RunRow(backup_id(ancient, 2), "app", 4243, "web1", ancient.timestamp()))
+    out = vigil("report", config=job, check=0).stdout
+    # The row still open from 90 days ago is outside the 30-day period (health still names it).
+    assert out.startswith("app: CRITICAL, 2 run(s)")
+    assert not [line for line in out.splitlines() if line.startswith(ancient.strftime("%Y-%m-%d"))]
+    [died] = [line for line in out.splitlines() if line.startswith(died_at.strftime("%Y-%m-%d"))]
+    assert re.split(r"\s{2,}", died)[3] == "-"
+    page = tmp_path / "r.html"
+    vigil("report", "--html", str(page), config=job, check=0)
+    text = page.read_text()
+    assert "died, took -" in text and "died, took 2d" not in text
+    # Its mark is on the size plot's baseline, and off the duration plot.
+    duration_plot = text[text.index('class="plot duration"'):]
+    assert " died" not in duration_plot[:duration_plot.index("</svg>")]

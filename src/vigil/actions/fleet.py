@@ -8,6 +8,7 @@ backup, when it last reported) and is judged by the same `evaluate` as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -24,10 +25,11 @@ from vigil.actions.health import (
     evaluate,
     next_due,
 )
-from vigil.destinations.fleet import JobFolder, open_store, read_fleet
+from vigil.destinations.fleet import MAX_DEPTH, JobFolder, open_store, read_fleet
 from vigil.formats.manifest import parse_iso
 from vigil.state.journal import Outcome, RunRow
 
+TOO_DEEP_SHOWN = 3  # folder names listed in the one line that says they were not searched
 DEFAULT_MAX_RUNTIME = timedelta(hours=6)  # [health] max_runtime's default, for a status that does not say
 
 
@@ -83,33 +85,52 @@ def zone(st: dict[str, Any]) -> tzinfo:
     return UTC
 
 
-def _thresholds(f: Facts, st: dict[str, Any]) -> None:
-    schedule = _get(st, "schedule", str)
+def _schedule(st: dict[str, Any], tz: tzinfo) -> str | None:
+    schedule: str | None = _get(st, "schedule", str)
     if schedule is not None:
         try:
-            next_due(schedule, datetime.now(UTC), f.tz)
+            next_due(schedule, datetime.now(UTC), tz)
         except Exception:  # noqa: BLE001 - croniter's errors for text it cannot read are of several kinds
             raise _Bad(f"schedule: {schedule[:80]!r} is not a cron expression") from None
-    f.schedule = schedule
-    f.grace = _seconds(st, "grace_seconds") or DEFAULT_GRACE
-    f.max_age = _seconds(st, "max_age_seconds") or (None if schedule else DEFAULT_MAX_AGE)
-    f.max_runtime = _seconds(st, "max_runtime_seconds") or DEFAULT_MAX_RUNTIME
+    return schedule
 
 
-def _last_run(folder: JobFolder, st: dict[str, Any]) -> RunRow | None:
+def _lenient(problems: list[str], value: Callable[[], Any]) -> Any:
+    """A value of the status object, or None (its default applies) with its problem noted."""
+    try:
+        return value()
+    except _Bad as exc:
+        problems.append(f"status.json: {exc}")
+        return None
+
+
+def _thresholds(f: Facts, st: dict[str, Any]) -> list[str]:
+    """Each threshold on its own: a bad one is a problem and its default applies, the others still count."""
+    problems: list[str] = []
+    f.schedule = _lenient(problems, lambda: _schedule(st, f.tz))
+    f.grace = _lenient(problems, lambda: _seconds(st, "grace_seconds")) or DEFAULT_GRACE
+    f.max_age = _lenient(problems, lambda: _seconds(st, "max_age_seconds")) or (
+        None if f.schedule else DEFAULT_MAX_AGE)
+    f.max_runtime = _lenient(problems, lambda: _seconds(st, "max_runtime_seconds")) or DEFAULT_MAX_RUNTIME
+    return problems
+
+
+def _last_run(folder: JobFolder, st: dict[str, Any], problems: list[str]) -> RunRow | None:
+    """The last run the status reports; a bad detail of it (its step, its end) is a problem, not the run lost."""
     outcome = _get(st, "outcome", str)
     started = _time(st, "started_at")
     if outcome is None or started is None:
         return None
     if outcome not in set(Outcome):
         raise _Bad(f"outcome: {outcome[:80]!r} is not one of vigil's")
-    run_id = _get(st, "run_id", str) or "?"
+    run_id = _lenient(problems, lambda: _get(st, "run_id", str)) or "?"
     newest = folder.newest
     # The run that committed the newest backup: its warnings are that manifest's.
     warnings = newest.warnings if newest is not None and newest.id == run_id else []
-    return RunRow(run_id, folder.name, 0, _get(st, "host", str) or "?", started, Outcome(outcome),
-                  finished_at=_time(st, "finished_at"), step=_get(st, "step", str), error=_get(st, "error", str),
-                  warnings=warnings)
+    return RunRow(run_id, folder.name, 0, _lenient(problems, lambda: _get(st, "host", str)) or "?", started,
+                  Outcome(outcome), finished_at=_lenient(problems, lambda: _time(st, "finished_at")),
+                  step=_lenient(problems, lambda: _get(st, "step", str)),
+                  error=_lenient(problems, lambda: _get(st, "error", str)), warnings=warnings)
 
 
 def facts(folder: JobFolder) -> tuple[Facts, list[str]]:
@@ -125,10 +146,10 @@ def facts(folder: JobFolder) -> tuple[Facts, list[str]]:
     st = folder.status
     if st is None:
         return f, problems
+    f.tz = zone(st)
+    problems += _thresholds(f, st)
     try:
-        f.tz = zone(st)
-        _thresholds(f, st)
-        run = _last_run(folder, st)
+        run = _last_run(folder, st, problems)
         if run is not None:
             f.runs = [run]
             f.reported_at = datetime.fromtimestamp(run.started_at, UTC)
@@ -138,6 +159,11 @@ def facts(folder: JobFolder) -> tuple[Facts, list[str]]:
 
 
 def judge(folder: JobFolder, now: datetime) -> JobHealth:
+    if folder.too_deep:
+        shown = ", ".join(folder.too_deep[:TOO_DEEP_SHOWN]) + (", ..." if len(folder.too_deep) > TOO_DEEP_SHOWN else "")
+        return JobHealth(folder.path or folder.name, UNKNOWN, [
+            f"not searched: {len(folder.too_deep)} folder(s) below {folder.path}/ ({shown}) lie deeper than "
+            f"{MAX_DEPTH} levels under the fleet's root; point vigil fleet at a folder further down"])
     f, problems = facts(folder)
     h = evaluate(f, now)
     if problems:

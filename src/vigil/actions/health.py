@@ -23,6 +23,7 @@ DUPLICATE_WINDOW = timedelta(hours=24)
 DEFAULT_MAX_AGE = timedelta(hours=25)  # without [schedule]: a daily job plus an hour of slack
 DEFAULT_GRACE = timedelta(hours=3)
 STUCK_AFTER = timedelta(minutes=15)
+CLOCK_SKEW = timedelta(minutes=5)  # a time further ahead of now than this is a wrong clock, not news
 
 
 @dataclass
@@ -208,7 +209,15 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
         elif not d.times:
             crit.append(f"{where}no complete backup")
         else:
-            crit += [f"{where}{r}" for r in _too_old(f, d.times[0], now)]
+            # A backup dated ahead of now (a wrong clock) says nothing of how fresh the job is:
+            # freshness is judged on the newest one that is not.
+            dated = [t for t in d.times if t <= now + CLOCK_SKEW]
+            if d.times[0] > now + CLOCK_SKEW:
+                warn.append(f"{where}newest backup is dated in the future ({iso(d.times[0])}): clock skew?")
+            if dated:
+                crit += [f"{where}{r}" for r in _too_old(f, dated[0], now)]
+            else:
+                crit.append(f"{where}no complete backup dated before now")
             damaged = _damaged(f, d)
             if damaged:
                 crit.append(f"{where}{damaged}")
@@ -216,6 +225,8 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
             if len(state) == 2 and state[0] < state[1] / 2:
                 warn.append(f"{where}newest backup ({state[0]} bytes) is less than half "
                             f"the size of the previous one ({state[1]} bytes)")
+    if f.reported_at is not None and f.reported_at > now + CLOCK_SKEW:
+        warn.append(f"the last run's report is dated in the future ({iso(f.reported_at)}): clock skew?")
     stale = _stale_report(f, now)
     if stale:
         crit.append(stale)
@@ -229,7 +240,8 @@ def evaluate(f: Facts, now: datetime) -> JobHealth:
     running = [r for r in f.runs if r.outcome == Outcome.RUNNING]
     if finished:
         last = finished[0]
-        if last.finished_at:
+        # A died run's finished_at is when a later run found it dead, not how long it ran.
+        if last.finished_at and last.outcome != Outcome.DIED:
             h.last_run_duration = round(last.finished_at - last.started_at, 3)
         if last.outcome.failed:
             crit.append(f"last run {last.run_id} {last.outcome}" + (f" at step {last.step}" if last.step else "")

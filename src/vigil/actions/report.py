@@ -12,7 +12,7 @@ from vigil.config.schema import Job
 from vigil.destinations.base import make_destination
 from vigil.errors import VigilError
 from vigil.formats.manifest import Manifest
-from vigil.state.journal import Journal, RunRow
+from vigil.state.journal import Journal, Outcome, RunRow
 
 
 @dataclass
@@ -45,6 +45,14 @@ def kind(m: Manifest) -> str:
     return f"incremental on {m.base}" if m.kind == "incremental" else "full"
 
 
+def run_took(r: RunRow) -> float | None:
+    """How long a run ran; None while it runs, and for one that died (its finished_at is when a
+    later run found it dead)."""
+    if r.finished_at is None or r.outcome == Outcome.DIED:
+        return None
+    return r.finished_at - r.started_at
+
+
 def held(job: Job) -> list[Held]:
     out = []
     for cfg in job.destination:
@@ -65,5 +73,7 @@ def report(job: Job, days: int, now: datetime) -> JobReport:
     if journal is not None:
         with journal:
             runs = journal.runs(job.name, since=since.timestamp())
+    # The journal keeps every unfinished row whatever its age; the period holds those started in it.
+    runs = [r for r in runs if r.finished_at is not None or r.started_at >= since.timestamp()]
     runs.sort(key=lambda r: r.started_at, reverse=True)
     return JobReport(job.name, since, now, runs, held(job), check(job, now), journal_missing=journal is None)

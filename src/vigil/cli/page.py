@@ -13,7 +13,7 @@ from datetime import datetime
 
 from vigil.actions.fleet import FleetJob, deadline, facts
 from vigil.actions.health import JobHealth
-from vigil.actions.report import JobReport, kind
+from vigil.actions.report import JobReport, kind, run_took
 from vigil.cli.svg import Event, Point, esc, legend, mark, mark_defs, time_plot, timeline
 from vigil.sizes import human_size
 from vigil.state.journal import Outcome, RunRow
@@ -135,8 +135,9 @@ def _icon(outcome: str, title: str) -> str:
 
 
 def _run_title(r: RunRow) -> str:
-    took = format_duration(r.finished_at - r.started_at) if r.finished_at else "-"
-    text = f"{iso(r.started_at)} {r.outcome}, took {took}"
+    took = run_took(r)
+    took_text = "-" if took is None else format_duration(took)
+    text = f"{iso(r.started_at)} {r.outcome}, took {took_text}"
     if r.bytes is not None:
         text += f", {human_size(r.bytes)}"
     if r.step and r.outcome != Outcome.SUCCESS:
@@ -152,8 +153,9 @@ def _job_section(rep: JobReport) -> str:
     summary = ", ".join(f"{n} {o}" for o, n in counts.most_common()) or "no runs"
     sizes = [Point(r.started_at, float(r.bytes) if r.bytes is not None and r.outcome == Outcome.SUCCESS else None,
                    str(r.outcome), _run_title(r)) for r in rep.runs]
-    durations = [Point(r.started_at, (r.finished_at - r.started_at) if r.finished_at else None, str(r.outcome),
-                       _run_title(r)) for r in rep.runs]
+    # A died run's end is when a later run found it dead: no duration to draw.
+    durations = [Point(r.started_at, run_took(r), str(r.outcome), _run_title(r)) for r in rep.runs
+                 if r.outcome != Outcome.DIED]
     size_plot = time_plot(sizes, label=f"{rep.job}: backup size over time", fmt=_axis_size, css="size")
     duration_plot = time_plot(durations, label=f"{rep.job}: run duration over time", fmt=_axis_duration,
                               line=False, css="duration")
@@ -223,6 +225,17 @@ def _fleet_section(j: FleetJob, now: datetime) -> str:
             f"{timeline(events, label=f'{h.job}: newest backup, last run, now and deadline')}</section>")
 
 
+def _safe_fleet_section(j: FleetJob, now: datetime) -> str:
+    """One job's section; one whose values cannot be drawn still shows its status and reasons."""
+    try:
+        return _fleet_section(j, now)
+    except Exception as exc:  # noqa: BLE001 - one strange job must not take the whole page down
+        h = j.health
+        return (f'<section class="job" data-job="{esc(h.job)}"><h2>{esc(h.job)} {_badge(h.status)}</h2>'
+                f'{_reasons(h)}<p class="summary">cannot draw this job: {esc(exc.__class__.__name__)}: '
+                f"{esc(str(exc))}</p></section>")
+
+
 def fleet_page(jobs: Sequence[FleetJob], url: str, now: datetime) -> str:
     counts = Counter(j.health.status for j in jobs)
     badges = "".join(f"{_badge(s)} {counts[s]}&nbsp;" for s in ("CRITICAL", "WARNING", "UNKNOWN", "OK") if counts[s])
@@ -230,5 +243,5 @@ def fleet_page(jobs: Sequence[FleetJob], url: str, now: datetime) -> str:
                     f'<line class="rule {cls}" x1="3" x2="3" y1="0" y2="14"/></svg>{esc(text)}</span>'
                     for cls, text in (("backup", "newest backup"), ("now", "now"), ("deadline", "next backup due by")))
     body = (f'<div class="legend">{rules}</div><div class="counts">{badges}</div><div class="fleet">'
-            + "".join(_fleet_section(j, now) for j in jobs) + "</div>")
+            + "".join(_safe_fleet_section(j, now) for j in jobs) + "</div>")
     return _page("vigil fleet", f"{url}: {len(jobs)} job(s), {iso(now)}", body)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +14,7 @@ import click
 
 from vigil.cli.common import JOBS, state
 from vigil.cli.render import table
-from vigil.errors import VigilError
+from vigil.errors import ConfigError
 from vigil.sizes import human_size
 from vigil.timeutil import format_duration, iso
 
@@ -40,26 +42,36 @@ def report(ctx: click.Context, jobs: tuple[str, ...], days: int, html_file: Path
     from vigil.cli.page import report_page
 
     write_page(html_file, report_page(reports, days, now, socket.gethostname()))
-    print(f"wrote {html_file}", file=sys.stderr)
+    if str(html_file) != "-":
+        print(f"wrote {html_file}", file=sys.stderr)
 
 
 def write_page(path: Path, text: str) -> None:
-    """`-` is stdout; a file is replaced whole (a browser never reads half of one)."""
+    """`-` is stdout; a file is replaced whole (a browser never reads half of one).
+
+    The temporary file gets a fresh name, created exclusively: a link or file planted at a
+    predictable name beside the target is never written through."""
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = ""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o644)  # a report is for reading; it holds nothing secret
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o644)  # a report is for reading; it holds nothing secret
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise VigilError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        # An unwritable FILE argument is a usage error: one line, exit 2.
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _text(r: JobReport) -> str:
-    from vigil.actions.report import kind
+    from vigil.actions.report import kind, run_took
 
     h = r.health
     lines = [f"{r.job}: {h.status}, {len(r.runs)} run(s) from {iso(r.since)[:10]} to {iso(r.until)[:10]}"
@@ -68,7 +80,8 @@ def _text(r: JobReport) -> str:
     if r.runs:
         rows = []
         for run in r.runs:
-            took = format_duration(run.finished_at - run.started_at) if run.finished_at else "-"
+            seconds = run_took(run)
+            took = "-" if seconds is None else format_duration(seconds)
             detail = run.error or (f"{len(run.warnings)}: {run.warnings[0]}" if run.warnings else "")
             rows.append([iso(run.started_at) or "", run.outcome, run.step or "-", took, human_size(run.bytes),
                          detail or "-", (run.started_by or "?")[:40]])

@@ -30,6 +30,9 @@ MARK_SIZE = 11
 
 
 # Characters no page may hold (control characters, lone surrogates from undecodable names): shown as escapes.
+# The times a timeline draws. One far outside (a wrong clock, a forged status or manifest) is
+# told in the job's reasons, not drawn: it would squash every other mark, or pass datetime's range.
+DRAWN = (datetime(1970, 1, 2, tzinfo=UTC).timestamp(), datetime(2200, 1, 1, tzinfo=UTC).timestamp())
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
@@ -176,6 +179,10 @@ class Event:
 def timeline(events: Sequence[Event], *, label: str, frame: Frame | None = None) -> str:
     """Moments on one time axis: marks for runs and backups, rules for now and deadlines."""
     f = frame or Frame(width=480, height=64, left=10, right=10, top=8, bottom=22)
+    events = [e for e in events if DRAWN[0] <= e.t <= DRAWN[1]]
+    if not events:
+        return (f'<svg class="plot empty timeline" viewBox="0 0 {f.width} 40" role="img" aria-label="{esc(label)}">'
+                f'<text x="{f.width / 2}" y="24" text-anchor="middle" class="note">no time to draw</text></svg>')
     t0, t1 = _span([e.t for e in events])
     mid = (f.top + f.height - f.bottom) / 2
     out = [f'<svg class="plot timeline" viewBox="0 0 {f.width} {f.height}" role="img" aria-label="{esc(label)}">',

@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vigil.config.schema import import_extra
 from vigil.destinations.base import STATUS, DamagedBackup, parse_manifest
+from vigil.destinations.local import PARTIAL
 from vigil.errors import VigilError
 from vigil.formats.manifest import MANIFEST, MAX_MANIFEST, Manifest, is_backup_id
 
@@ -53,6 +55,7 @@ class JobFolder:
     damaged: DamagedBackup | None = None  # a backup newer than `newest` whose manifest does not check out
     backups: int = 0  # backup folders listed (committed or not)
     error: str | None = None  # the folder could not be read
+    too_deep: list[str] = field(default_factory=list)  # sub-folders below the search depth, not searched
 
 
 class Store(ABC):
@@ -72,11 +75,18 @@ class Store(ABC):
     def where(self, rel: str) -> str:
         return self.url + (rel + "/" if rel else "")
 
+    def root_name(self) -> str:
+        """The root folder's own name: the job's, when the root is a job folder."""
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
 
 class LocalStore(Store):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root).rstrip("/") + "/"
+
+    def root_name(self) -> str:
+        return self.root.resolve().name  # `vigil fleet .` in a job folder names that job, not "."
 
     def listdir(self, rel: str) -> tuple[list[str], list[str]]:
         dirs, files = [], []
@@ -94,12 +104,15 @@ class LocalStore(Store):
 
     def get(self, rel: str, limit: int) -> bytes | None:
         try:
-            fd = os.open(self.root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # Non-blocking: opening a FIFO planted under a status or manifest name must not hang.
+            fd = os.open(self.root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise Unreadable(f"cannot read {self.url}{rel}: {exc.strerror or exc}") from None
         with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Unreadable(f"cannot read {self.url}{rel}: not a regular file")
             try:
                 return fh.read(limit + 1)
             except OSError as exc:
@@ -202,6 +215,10 @@ def _newest(store: Store, job: JobFolder, ids: list[str]) -> None:
         if data is None:
             continue  # not committed (yet)
         found = parse_manifest(data, job.name, backup_id)
+        # An incremental restores only with every backup of its chain: one not listed breaks it.
+        missing = next((c for c in found.chain if c not in ids), None) if isinstance(found, Manifest) else None
+        if missing is not None:
+            found = DamagedBackup(backup_id, f"chain broken: base {missing} is missing", tuple(found.chain))
         if isinstance(found, DamagedBackup):
             job.damaged = job.damaged or found
             continue
@@ -212,13 +229,19 @@ def _newest(store: Store, job: JobFolder, ids: list[str]) -> None:
 def _visit(store: Store, rel: str, depth: int, listing: tuple[list[str], list[str]] | None = None
            ) -> tuple[JobFolder | None, list[str]]:
     """A folder: the job it is, or the folders below it to search (at most `depth` levels)."""
-    name = rel.rsplit("/", 1)[-1] or store.url.rstrip("/").rsplit("/", 1)[-1]
+    name = rel.rsplit("/", 1)[-1] or store.root_name()
     job = JobFolder(rel, name)
     try:
         dirs, files = listing if listing is not None else store.listdir(rel)
         ids = [d for d in dirs if is_backup_id(d)]
-        if STATUS not in files and not ids:
-            return None, [_join(rel, d) for d in dirs if not d.startswith(".")] if depth > 0 else []
+        # A first run killed mid-upload leaves only its partial folder: a job with no complete backup.
+        partial = any(d.startswith(PARTIAL) and is_backup_id(d[len(PARTIAL):]) for d in dirs)
+        if STATUS not in files and not ids and not partial:
+            below = [d for d in dirs if not d.startswith(".")]
+            if depth > 0 or not below:
+                return None, [_join(rel, d) for d in below]
+            job.too_deep = sorted(below)  # said, never dropped silently: a job may be down there
+            return job, []
         job.backups = len(ids)
         _status(store, job)
         _newest(store, job, ids)

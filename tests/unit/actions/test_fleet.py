@@ -95,3 +95,15 @@ def test_no_backup_or_an_unreadable_folder_is_critical():
 def test_deadline_is_the_due_run_plus_grace():
     f, _ = facts(folder(age=timedelta(hours=7)))
     assert deadline(f) == datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
+
+
+def test_one_bad_threshold_does_not_hide_a_failed_last_run():
+    h = judge(folder(outcome="failed", max_runtime_seconds="6h", grace_seconds=7200), NOW)
+    assert h.status == "CRITICAL" and any("failed at step source:app" in r for r in h.reasons), h.reasons
+    assert "status.json: max_runtime_seconds: '6h' is not what vigil writes" in h.reasons
+    # The other thresholds still count: grace 2h, so the 18:00 run is missing by 20:00.
+    f, problems = facts(folder(age=timedelta(hours=7), grace_seconds=7200, max_age_seconds="1d"))
+    assert f.grace == timedelta(hours=2) and f.schedule == "0 */6 * * *" and len(problems) == 1
+    # A bad detail of the last run does not lose the run: it failed, and that is said.
+    h = judge(folder(outcome="failed", step=["x"]), NOW)
+    assert h.status == "CRITICAL" and "status.json: step: \"['x']\" is not what vigil writes" in h.reasons, h.reasons

@@ -273,3 +273,25 @@ def test_a_run_that_died_is_no_duplicate_of_the_run_that_found_it_dead() -> None
     skipped = run(3, T - 3500, T - 3500, "skipped", by="/bin/sh -c backup.sh")
     h = evaluate(facts(runs=[nxt, skipped, died]), NOW)
     assert h.status == WARNING and "2 attempts overlapped" in h.reasons[0] and "backup.sh" in h.reasons[0]
+
+
+def test_a_backup_dated_in_the_future_is_a_warning_not_freshness() -> None:
+    # A wrong clock dated the newest backup a year ahead; the one before it is 5 h old (max_age 3 h).
+    skewed = evaluate(facts(ages_h=(-24 * 365, 5.0)), NOW)
+    assert skewed.status == CRITICAL
+    assert any("newest backup is dated in the future" in r and "clock skew?" in r for r in skewed.reasons)
+    assert any("max_age 3h" in r for r in skewed.reasons)
+    only = evaluate(scheduled(at(2099, 1, 1)), NOW)
+    assert only.status == CRITICAL and "destination local: no complete backup dated before now" in only.reasons
+    # A few minutes ahead is an ordinary clock: fresh, no warning.
+    assert evaluate(facts(ages_h=(-0.05, 4.0)), NOW).status == OK
+    reported = evaluate(facts(reported_at=NOW + timedelta(days=2)), NOW)
+    assert reported.status == WARNING and "clock skew?" in reported.reasons[0]
+
+
+def test_a_died_run_has_no_duration() -> None:
+    # Found dead a day after it started: its finished_at is the finding, not the run's end.
+    died = run(2, T - 86400, T - 60, "died", step="source:app")
+    h = evaluate(facts(runs=[died, run(1, T - 90000, T - 89900)]), NOW)
+    assert h.status == CRITICAL and h.last_run_duration is None
+    assert evaluate(facts(runs=[run(1, T - 3600, T - 3500)]), NOW).last_run_duration == 100

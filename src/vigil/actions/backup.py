@@ -29,7 +29,7 @@ from vigil.actions.monitor import write_textfile, zone_name
 from vigil.actions.prune import dead_runs, prune_job
 from vigil.children import protect_secrets
 from vigil.config.schema import Job, LocalDestination
-from vigil.destinations.base import BackupWriter, Destination, make_destination, space_needed
+from vigil.destinations.base import BackupWriter, Destination, Scan, make_destination, space_needed
 from vigil.errors import BackupError, ConfigError, Interrupted, VigilError
 from vigil.formats.manifest import Manifest, ManifestError, new_backup_id
 from vigil.pipeline import crypto
@@ -311,17 +311,20 @@ class Run:
         # backup still goes to the others (the run is failed all the same).
         destinations: list[Destination] = []
         unusable: dict[str, BackupError] = {}
+        # What each destination holds, listed once: for the room the next backup needs, and for its base.
+        scans: dict[str, Scan | None] = {}
         for cfg in job.destination:
             try:
                 dest = make_destination(cfg, job.retry)
-                dest.check(job.name, self._space_needed(dest))
+                scans[dest.name] = scan = self._scan(dest)
+                dest.check(job.name, space_needed(scan.complete[0].size if scan and scan.complete else None))
                 destinations.append(dest)
             except BackupError as exc:
                 self.log.error("%s", exc)
                 unusable[cfg.name] = exc
         if not destinations:
             raise next(iter(unusable.values()))
-        self._base = choose(job, destinations, [s.describe() for s in sources], full=self.full,
+        self._base = choose(job, destinations, scans, [s.describe() for s in sources], full=self.full,
                             backup_id=self.run_id, log=self.log)
         if self._base is not None:
             ctx.base_indexes, ctx.base_chain = self._base.indexes, frozenset(self._base.chain)
@@ -395,12 +398,12 @@ class Run:
             return self.job.hooks.cwd
         return self.job.config_path.resolve().parent if self.job.config_path else None
 
-    def _space_needed(self, dest: Destination) -> int:
+    def _scan(self, dest: Destination) -> Scan | None:
+        """What `dest` holds of the job; None when it cannot be listed now (`check` says why)."""
         try:
-            newest = dest.list(self.job.name)[:1]
+            return dest.scan(self.job.name)
         except BackupError:
-            return 0
-        return space_needed(newest[0].size if newest else None)
+            return None
 
     def _back_up(self, sources: list[Source], destinations: list[Destination], ctx: SourceContext,
                  unusable: dict[str, str], encryptor: Callable[[Any], Any] | None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.config.schema import Job
-from vigil.destinations.base import Destination, newest_id
+from vigil.destinations.base import Destination, Scan, newest_id
 from vigil.errors import VigilError
 from vigil.formats.index import IndexFormatError
 from vigil.formats.manifest import Manifest
@@ -47,15 +47,16 @@ def files_sources(sources: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return sorted((str(s.get("name")), str(s.get("path"))) for s in sources if s.get("type") == "files")
 
 
-def choose(job: Job, dests: list[Destination], described: list[dict[str, Any]], *, full: bool,
-           backup_id: str, log: logging.Logger) -> Base | None:
-    """The base for the backup `backup_id`, or None for a full one. `described` is what the
-    new manifest will say of the job's sources."""
+def choose(job: Job, dests: list[Destination], scans: dict[str, Scan | None], described: list[dict[str, Any]],
+           *, full: bool, backup_id: str, log: logging.Logger) -> Base | None:
+    """The base for the backup `backup_id`, or None for a full one. `scans` is what each of
+    `dests` holds (None: it could not be listed), `described` what the new manifest will say
+    of the job's sources."""
     wanted = files_sources(described)
     if not wanted:
         return None  # nothing incremental about databases
     try:
-        base = _choose(job, dests, wanted, full, backup_id)
+        base = _choose(job, dests, scans, wanted, full, backup_id)
     except NoBase as why:
         log.info("full backup: %s", why)
         return None
@@ -70,13 +71,18 @@ def choose(job: Job, dests: list[Destination], described: list[dict[str, Any]], 
     return base
 
 
-def _choose(job: Job, dests: list[Destination], wanted: list[tuple[str, str]], full: bool,
-            backup_id: str) -> Base:
+def _choose(job: Job, dests: list[Destination], listed: dict[str, Scan | None], wanted: list[tuple[str, str]],
+            full: bool, backup_id: str) -> Base:
     if full:
         raise NoBase("--full given")
     if not job.files.incremental:
         raise NoBase("files.incremental is false")
-    scans = {d.name: d.scan(job.name) for d in dests}
+    scans: dict[str, Scan] = {}
+    for dest in dests:
+        scan = listed.get(dest.name)
+        if scan is None:
+            raise NoBase(f"destination {dest.name} could not be listed")
+        scans[dest.name] = scan
     newest = newest_id(list(scans.values()))
     if newest is None:
         raise NoBase("no earlier backup")

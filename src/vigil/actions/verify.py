@@ -43,13 +43,14 @@ class Verifier:
         self.ctx = SourceContext(job=job, log=log, tmp_dir=job.state_dir / "tmp")
         self._sources: dict[tuple[str, str], Source] = {}
 
-    def _locate(self, backup_id: str) -> tuple[list[tuple[Destination, Manifest]], list[str]]:
+    def _locate(self, backup_id: str) -> tuple[list[tuple[Destination, Manifest, list[Manifest]]], list[str]]:
         """The backup on every destination that has it (`latest`: the newest stored, damaged
-        or not), and a line for each copy whose manifest does not check out."""
+        or not), with what that destination holds; and a line for each copy whose manifest
+        does not check out."""
         scans = [(dest, dest.scan(self.job.name)) for dest in map(make_destination, self.job.destination)]
         if backup_id == "latest":
             backup_id = newest_id([s for _, s in scans]) or ""
-        found = [(dest, m) for dest, s in scans for m in s.complete if m.id == backup_id]
+        found = [(dest, m, s.complete) for dest, s in scans for m in s.complete if m.id == backup_id]
         damaged = [f"{dest.name}:{self.job.name}/{d.backup_id}: damaged backup: {d.reason}"
                    for dest, s in scans for d in s.damaged if d.backup_id == backup_id]
         return found, damaged
@@ -64,10 +65,10 @@ class Verifier:
         if not found:
             return report
         decrypt = decryptor(self.job)
-        for dest, manifest in found:
+        for dest, manifest, listed in found:
             report.copies.append((dest.name, manifest.id, []))
             try:
-                chain = with_chain(dest, manifest)
+                chain = with_chain(dest, manifest, listed)
             except BackupError as exc:
                 report.problems.append(str(exc))
                 report.copies[-1][2].append(str(exc))
@@ -89,7 +90,7 @@ class Verifier:
                     report.problems.append(problem)
                     report.copies[-1][2].append(problem)
         if restore_test:
-            dest, manifest = found[0]
+            dest, manifest, _ = found[0]
             for art in manifest.artifacts:
                 try:
                     if self._source(art).restore_test(ArtifactReader(dest, manifest, art, decrypt, self.meter)):

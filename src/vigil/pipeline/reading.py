@@ -198,12 +198,13 @@ def find_backup(destinations: list[Destination], job: str, backup_id: str) -> li
     return found
 
 
-def with_chain(dest: Destination, manifest: Manifest) -> list[Manifest]:
+def with_chain(dest: Destination, manifest: Manifest, listed: list[Manifest] | None = None) -> list[Manifest]:
     """The backups an incremental backup is read from (SPEC §11): its chain, oldest first,
-    then itself, all from `dest`. Damaged when the chain is broken there."""
+    then itself, all from `dest` (whose complete backups are `listed`, when the caller has
+    them already). Damaged when the chain is broken there."""
     if not manifest.chain:
         return [manifest]
-    held = {m.id: m for m in dest.list(manifest.job)}
+    held = {m.id: m for m in (dest.list(manifest.job) if listed is None else listed)}
     missing = [c for c in manifest.chain if c not in held]
     if missing:
         raise Damaged(f"{dest.name}:{manifest.job}/{manifest.id}: chain broken: base {missing[0]} is missing")

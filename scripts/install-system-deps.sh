@@ -20,18 +20,5 @@ have systemd-analyze || need+=(systemd)
 have jq || need+=(jq)
 have chromium || need+=(chromium)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
-if [ "$(id -u)" -ne 0 ] || ! have apt-get; then
-  echo "missing system packages: ${need[*]} (install them with apt-get as root)" >&2
-  exit 0
-fi
-echo "installing system packages: ${need[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# Do not let the packages start their own servers: the tests start theirs.
-printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-chmod +x /usr/sbin/policy-rc.d
-trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+. "$(dirname "$0")/apt-install-missing.sh"
+install_missing "system packages" 0 ${need[@]+"${need[@]}"}
